@@ -1,0 +1,242 @@
+"""Montage harmonization: select channels by name, rebuild bipolar pairs, never by position.
+
+The target montage is a list of bipolar derivations ``"A-B"``. A recording may provide each
+derivation directly (``FP1-F7``), reversed (``F7-FP1``, sign flipped), or through two
+referential channels (``FP1-REF`` minus ``F7-REF``; CHB-MIT chb12_27..29 use ``-CS2``).
+The result is a derivation matrix ``M`` of shape (n_target, n_found) so that the harmonized
+signal is ``M @ x``: one matrix product, whatever the file's layout.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+#: The 18-channel longitudinal bipolar ("double banana") montage of CHB-MIT.
+DOUBLE_BANANA: tuple[str, ...] = (
+    "FP1-F7", "F7-T7", "T7-P7", "P7-O1",
+    "FP1-F3", "F3-C3", "C3-P3", "P3-O1",
+    "FP2-F4", "F4-C4", "C4-P4", "P4-O2",
+    "FP2-F8", "F8-T8", "T8-P8", "P8-O2",
+    "FZ-CZ", "CZ-PZ",
+)
+
+#: The 23 labels of a standard CHB-MIT file, in file order (note the duplicated T8-P8).
+CHBMIT_23: tuple[str, ...] = (
+    "FP1-F7", "F7-T7", "T7-P7", "P7-O1", "FP1-F3", "F3-C3", "C3-P3", "P3-O1",
+    "FP2-F4", "F4-C4", "C4-P4", "P4-O2", "FP2-F8", "F8-T8", "T8-P8", "P8-O2",
+    "FZ-CZ", "CZ-PZ", "P7-T7", "T7-FT9", "FT9-FT10", "FT10-T8", "T8-P8",
+)
+
+#: Scalp electrodes of the 10-20 system (with the 10-10 extras CHB-MIT uses), canonical spelling.
+ELECTRODES: frozenset[str] = frozenset(
+    "FP1 FP2 F7 F3 FZ F4 F8 T7 C3 CZ C4 T8 P7 P3 PZ P4 P8 O1 O2 FT9 FT10 FPZ OZ "
+    "A1 A2 M1 M2 T9 T10 TP9 TP10 AF3 AF4 FC1 FC2 FC5 FC6 CP1 CP2 CP5 CP6 PO3 PO4 F9 F10".split()
+)
+
+#: Old 10-20 names (T3/T4/T5/T6) and common misspellings mapped to canonical names.
+_ALIASES = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8", "01": "O1", "02": "O2",
+            "0Z": "OZ", "FPZ": "FPZ"}
+
+#: Labels that are placeholders or not EEG at all: dropped before harmonizing.
+_NON_EEG = re.compile(r"^(ECG|EKG|VNS|EMG|EOG|LOC|ROC|RESP|SPO2|PHOTIC|IBI|BURSTS|SUPPR|"
+                      r"PULSE|HR|DC\d*|X\d*|STI|EVENT|ANNOTATION)", re.I)
+
+#: Clinician regions mapped to electrode sets (coarse SOZ labels name regions, not electrodes).
+REGIONS: dict[str, tuple[str, ...]] = {
+    "left frontal": ("FP1", "F3", "F7"),
+    "right frontal": ("FP2", "F4", "F8"),
+    "left temporal": ("F7", "T7", "P7", "FT9"),
+    "right temporal": ("F8", "T8", "P8", "FT10"),
+    "left central": ("C3",),
+    "right central": ("C4",),
+    "left parietal": ("P3", "P7"),
+    "right parietal": ("P4", "P8"),
+    "left occipital": ("O1",),
+    "right occipital": ("O2",),
+    "midline": ("FZ", "CZ", "PZ"),
+    "frontal": ("FP1", "F3", "F7", "FP2", "F4", "F8", "FZ"),
+    "temporal": ("F7", "T7", "P7", "F8", "T8", "P8"),
+    "occipital": ("O1", "O2"),
+    "left hemisphere": ("FP1", "F7", "T7", "P7", "O1", "F3", "C3", "P3", "FT9"),
+    "right hemisphere": ("FP2", "F8", "T8", "P8", "O2", "F4", "C4", "P4", "FT10"),
+}
+
+
+class MontageError(ValueError):
+    """A recording cannot provide the target montage (names the missing derivations)."""
+
+
+def canonical_electrode(name: str) -> str:
+    """``'Fp1'`` -> ``'FP1'``, ``'T3'`` -> ``'T7'``, ``'01'`` -> ``'O1'``, ``'EEG C3-REF'`` -> ``'C3-REF'``."""
+    n = name.strip().upper()
+    n = re.sub(r"^EEG\s+", "", n)
+    return _ALIASES.get(n, n)
+
+
+def canonical_label(label: str) -> str:
+    """Canonical spelling of a channel label: each side of ``A-B`` through :func:`canonical_electrode`.
+
+    ``'Fp1-F7'`` -> ``'FP1-F7'``; ``'T3-T5'`` -> ``'T7-P7'``; ``'EEG FP1-REF'`` -> ``'FP1-REF'``.
+    """
+    parts = [p for p in re.split(r"\s*-\s*", label.strip()) if p != ""]
+    if len(parts) == 0:
+        return label.strip()
+    return "-".join(canonical_electrode(p) for p in parts)
+
+
+def is_placeholder(label: str) -> bool:
+    """Dummy channels CHB-MIT inserts between montages (``-``, ``.``), or an empty label."""
+    return label.strip() in {"", "-", ".", "--"}
+
+
+def is_eeg_label(label: str) -> bool:
+    """False for dummies and non-EEG channels (ECG, VNS, EKG1-EKG2, LOC-ROC, FC1-Ref...)."""
+    if is_placeholder(label):
+        return False
+    first = canonical_label(label).split("-")[0]
+    if _NON_EEG.match(first):
+        return False
+    return first in ELECTRODES
+
+
+def parse_label(label: str) -> tuple[str, str | None] | None:
+    """Split a label into (electrode, reference electrode or None for a common reference).
+
+    Returns None when the label is not an EEG derivation.
+    ``'FP1-F7'`` -> ``('FP1', 'F7')``; ``'FP1-CS2'`` / ``'FP1-REF'`` / ``'FP1'`` -> ``('FP1', None)``.
+    """
+    if not is_eeg_label(label):
+        return None
+    parts = canonical_label(label).split("-")
+    a = parts[0]
+    b = parts[1] if len(parts) > 1 else None
+    if b is not None and b in ELECTRODES:
+        return a, b
+    return a, None
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """How to build a target montage from a file's channels.
+
+    ``matrix`` has shape (n_target, n_found): ``harmonized = matrix @ signals``. ``used`` lists
+    the file's channel indices that enter it (read only those).
+    """
+
+    target: tuple[str, ...]
+    found: tuple[str, ...]
+    matrix: np.ndarray
+    how: tuple[str, ...]  # per target: "direct", "reversed" or "referential"
+
+    @property
+    def used(self) -> np.ndarray:
+        return np.flatnonzero(np.any(self.matrix != 0, axis=0))
+
+    def apply(self, signals: np.ndarray) -> np.ndarray:
+        """(n_found, T) -> (n_target, T), float32."""
+        return (self.matrix.astype(np.float32) @ np.asarray(signals, dtype=np.float32)).astype(np.float32)
+
+
+def derive(found: tuple[str, ...] | list[str], target: tuple[str, ...] = DOUBLE_BANANA) -> Derivation:
+    """Plan the derivation of ``target`` from the channel labels ``found`` (by name only).
+
+    Dummies, non-EEG channels and later duplicates are ignored. Raises :class:`MontageError`
+    naming every target derivation that cannot be built.
+    """
+    return _derive(tuple(found), tuple(target))
+
+
+@lru_cache(maxsize=256)
+def _derive(found: tuple[str, ...], target: tuple[str, ...]) -> Derivation:
+    bipolar: dict[tuple[str, str], int] = {}
+    referential: dict[str, int] = {}
+    for i, label in enumerate(found):
+        parsed = parse_label(label)
+        if parsed is None:
+            continue
+        a, b = parsed
+        if b is None:
+            referential.setdefault(a, i)  # first occurrence wins over duplicates
+        else:
+            bipolar.setdefault((a, b), i)
+
+    matrix = np.zeros((len(target), len(found)), dtype=np.float64)
+    how: list[str] = []
+    missing: list[str] = []
+    for k, pair in enumerate(target):
+        a, b = canonical_label(pair).split("-")
+        if (a, b) in bipolar:
+            matrix[k, bipolar[(a, b)]] = 1.0
+            how.append("direct")
+        elif (b, a) in bipolar:
+            matrix[k, bipolar[(b, a)]] = -1.0
+            how.append("reversed")
+        elif a in referential and b in referential:
+            matrix[k, referential[a]] = 1.0
+            matrix[k, referential[b]] = -1.0
+            how.append("referential")
+        else:
+            missing.append(pair)
+            how.append("missing")
+    if missing:
+        raise MontageError(
+            f"cannot build {len(missing)} of {len(target)} montage channels "
+            f"({', '.join(missing)}) from the channels found"
+        )
+    return Derivation(tuple(target), found, matrix, tuple(how))
+
+
+def channel_electrodes(label: str) -> tuple[str, ...]:
+    """Electrodes a channel touches: ``'FP1-F7'`` -> ``('FP1', 'F7')``."""
+    parsed = parse_label(label)
+    if parsed is None:
+        return ()
+    return tuple(e for e in parsed if e is not None)
+
+
+def soz_channel_mask(channels: tuple[str, ...] | list[str], soz_electrodes) -> np.ndarray:
+    """1 for each channel in the seizure onset zone: a bipolar channel is in the zone when either
+    of its electrodes is; 0 otherwise. ``soz_electrodes`` may hold electrodes or region names."""
+    zone = expand_soz(soz_electrodes)
+    return np.array([float(any(e in zone for e in channel_electrodes(c))) for c in channels],
+                    dtype=np.float32)
+
+
+def expand_soz(soz) -> frozenset[str]:
+    """Electrodes (canonical) of an SOZ given as electrodes and/or region names."""
+    out: set[str] = set()
+    for item in soz or ():
+        key = item.strip().lower()
+        if key in REGIONS:
+            out.update(REGIONS[key])
+        else:
+            out.add(canonical_electrode(item))
+    return frozenset(out)
+
+
+@lru_cache(maxsize=1)
+def electrode_positions() -> dict[str, np.ndarray]:
+    """3-D head positions (m) of the 10-20 electrodes from MNE's ``standard_1020`` montage,
+    keyed by canonical name."""
+    import mne
+
+    # MNE 1.13 renamed standard_1020 (deprecated) to colin27_1020; accept either.
+    name = "colin27_1020" if "colin27_1020" in mne.channels.get_builtin_montages() else "standard_1020"
+    pos = mne.channels.make_standard_montage(name).get_positions()["ch_pos"]
+    return {canonical_electrode(k): np.asarray(v, dtype=float) for k, v in pos.items()}
+
+
+def channel_positions(channels) -> np.ndarray:
+    """Position of each channel: an electrode's own, a bipolar channel's at the midpoint of its
+    two electrodes (how topomaps place bipolar channels). Shape (n, 3)."""
+    pos = electrode_positions()
+    out = []
+    for c in channels:
+        els = channel_electrodes(c)
+        if not els or any(e not in pos for e in els):
+            raise MontageError(f"no 10-20 position for channel {c!r}")
+        out.append(np.mean([pos[e] for e in els], axis=0))
+    return np.asarray(out)
