@@ -1,0 +1,95 @@
+"""Leave-one-patient-out clips for SZLoc: N consecutive 1 s windows around seizure onsets
+(training: the onset at a random window; evaluation: at a fixed one) plus background clips;
+prediction covers every second of every held-out recording with consecutive clips."""
+from __future__ import annotations
+
+import numpy as np
+from torch.utils.data import DataLoader
+
+from .clips import Clip, ClipDataset, SeizureClipIndex
+from .datamodule import LOSODataModule, collate_windows
+from .recording import DatasetError
+from .splits import loso_split
+from .cache import build_cache, list_recordings
+
+
+class ConsecutiveClipIndex:
+    """Clips that tile each recording from its start (the last one aligned to the recording's
+    end, so it may overlap its neighbour; duplicate windows are dropped when predictions are
+    collected). Same interface as :class:`SeizureClipIndex` for :class:`ClipDataset`."""
+
+    def __init__(self, recordings, n_windows: int = 45, window_s: float = 1.0):
+        self.recordings = tuple(r for r in recordings if r.annotated)
+        self.sfreq = float(self.recordings[0].sfreq)
+        self.n_windows, self.window_s = int(n_windows), float(window_s)
+        self.window_samples = int(round(window_s * self.sfreq))
+        self.n_samples = self.n_windows * self.window_samples
+        clips, warnings = [], []
+        for i, r in enumerate(self.recordings):
+            if r.n_samples < self.n_samples:
+                warnings.append(f"recording {r.recording_id} is shorter than one clip: not predicted")
+                continue
+            starts = list(range(0, r.n_samples - self.n_samples + 1, self.n_samples))
+            if starts[-1] + self.n_samples < r.n_samples - self.window_samples + 1:
+                starts.append(r.n_samples - self.n_samples)
+            clips += [Clip(i, s, None) for s in starts]
+        self._clips = clips
+        self.warnings = tuple(warnings)
+
+    def __len__(self) -> int:
+        return len(self._clips)
+
+    def clip(self, i: int) -> Clip:
+        return self._clips[i]
+
+
+class LOSOClipDataModule(LOSODataModule):
+    """The LOSO split of :class:`LOSODataModule`, served as SZLoc clips.
+
+    Validation and test clips are seizure clips with the onset at a fixed window plus evenly
+    spread background clips; predict tiles the held-out recordings. ``window_s`` is the 1 s
+    scoring window (probabilities are per window).
+    """
+
+    def __init__(self, *args, n_windows: int = 45, background_per_seizure: float = 2.0,
+                 window_s: float = 1.0, **kwargs):
+        super().__init__(*args, window_s=window_s, **kwargs)
+        self.n_windows = int(n_windows)
+        self.background_per_seizure = float(background_per_seizure)
+        self._clip_index: dict[str, object] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.split is not None:
+            return
+        recs = self.recordings()
+        self.split = loso_split(sorted({r.patient for r in recs}), self.test_patient, self.val_patients,
+                                seed=self.seed)
+        report = build_cache(recs, self.cache_dir, self.data_root, self.preprocessing, self.montage,
+                             progress=self.progress)
+        for patient, path in report.files.items():
+            self.cached[patient] = list_recordings(path)
+        for name, patients in (("train", self.split.train), ("val", self.split.val), ("test", self.split.test)):
+            rs = [r for p in patients for r in self.cached.get(p, [])]
+            if not rs:
+                raise DatasetError(f"the {name} split ({', '.join(patients)}) has no usable recordings")
+            self._clip_index[name] = SeizureClipIndex(rs, n_windows=self.n_windows, window_s=self.window_s,
+                                                      background_ratio=self.background_per_seizure,
+                                                      train=name == "train")
+            if self._clip_index[name].n_seizure_clips == 0 and name != "test":
+                raise DatasetError(f"the {name} split ({', '.join(patients)}) has no seizure to build clips around")
+        self._clip_index["predict"] = ConsecutiveClipIndex(self._clip_index["test"].recordings,
+                                                           self.n_windows, self.window_s)
+
+    def _loader(self, split: str, sampler=None, shuffle=False) -> DataLoader:
+        ds = ClipDataset(self._clip_index[split], channels=self.montage, min_overlap=self.min_overlap)
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict")
+
+    def split_recordings(self, split: str):
+        return list(self._clip_index[split].recordings)

@@ -1,0 +1,115 @@
+"""SzCORE scoring with the ``timescoring`` library (pinned 0.0.7: scores changed between versions).
+
+Per recording: event scoring (SzCORE defaults: 30 s tolerance before onset, 60 s after, events
+closer than 90 s merged, longer than 300 s split) and sample scoring at 1 Hz. Counts are summed
+per patient, metrics computed per patient, then averaged over patients (NaN skipped, as the
+SzCORE benchmark does) and pooled over all recordings.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from timescoring import scoring
+from timescoring.annotations import Annotation
+
+METRICS = ("sensitivity", "precision", "f1", "fp_per_24h")
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What scoring counts: true positives, false positives, reference events (or samples),
+    hours scored."""
+
+    tp: float = 0.0
+    fp: float = 0.0
+    ref: float = 0.0
+    hours: float = 0.0
+
+    def __add__(self, other: "Counts") -> "Counts":
+        return Counts(self.tp + other.tp, self.fp + other.fp, self.ref + other.ref, self.hours + other.hours)
+
+    def metrics(self) -> dict:
+        sens = self.tp / self.ref if self.ref else math.nan
+        prec = self.tp / (self.tp + self.fp) if (self.tp + self.fp) else math.nan
+        denom = 2 * self.tp + self.fp + (self.ref - self.tp)
+        f1 = 2 * self.tp / denom if denom else math.nan
+        fpr = self.fp / (self.hours / 24) if self.hours else math.nan
+        return {"sensitivity": sens, "precision": prec, "f1": f1, "fp_per_24h": fpr}
+
+
+@dataclass(frozen=True)
+class RecordingScore:
+    recording_id: str
+    patient: str
+    event: Counts
+    sample: Counts
+
+
+@dataclass(frozen=True)
+class EventScoringParams:
+    """SzCORE defaults."""
+
+    tolerance_start_s: float = 30.0
+    tolerance_end_s: float = 60.0
+    min_overlap: float = 0.0
+    max_event_duration_s: float = 300.0
+    min_duration_between_events_s: float = 90.0
+
+    def to_timescoring(self):
+        return scoring.EventScoring.Parameters(
+            toleranceStart=self.tolerance_start_s, toleranceEnd=self.tolerance_end_s,
+            minOverlap=self.min_overlap, maxEventDuration=self.max_event_duration_s,
+            minDurationBetweenEvents=self.min_duration_between_events_s)
+
+
+def score_recording(recording_id: str, patient: str, reference: list[tuple[float, float]],
+                    hypothesis: list[tuple[float, float]], duration_s: float,
+                    params: EventScoringParams = EventScoringParams(), sample_fs: int = 1) -> RecordingScore:
+    """Event and sample scores of one recording (events in seconds)."""
+    n = max(1, int(round(duration_s * sample_fs)))
+    clip = lambda evs: [(max(0.0, a), min(duration_s, b)) for a, b in evs if min(duration_s, b) > max(0.0, a)]
+    ref = Annotation(clip(reference), sample_fs, n)
+    hyp = Annotation(clip(hypothesis), sample_fs, n)
+    ev = scoring.EventScoring(ref, hyp, params.to_timescoring())
+    sa = scoring.SampleScoring(ref, hyp, fs=sample_fs)
+    hours = duration_s / 3600
+    return RecordingScore(recording_id, patient,
+                          Counts(float(ev.tp), float(ev.fp), float(ev.refTrue), hours),
+                          Counts(float(sa.tp), float(sa.fp), float(sa.refTrue), hours))
+
+
+def per_patient(scores: list[RecordingScore]) -> dict[str, dict]:
+    """Counts summed over each patient's recordings, then metrics: {patient: {event: {...}, sample: {...}}}."""
+    out: dict[str, dict] = {}
+    for s in scores:
+        d = out.setdefault(s.patient, {"event": Counts(), "sample": Counts(), "recordings": 0})
+        d["event"] = d["event"] + s.event
+        d["sample"] = d["sample"] + s.sample
+        d["recordings"] += 1
+    return {p: {"event": {**d["event"].metrics(), **_counts(d["event"])},
+                "sample": {**d["sample"].metrics(), **_counts(d["sample"])},
+                "recordings": d["recordings"]} for p, d in sorted(out.items())}
+
+
+def _counts(c: Counts) -> dict:
+    return {"tp": c.tp, "fp": c.fp, "ref": c.ref, "hours": round(c.hours, 4)}
+
+
+def aggregate(patients: dict[str, dict], scores: list[RecordingScore]) -> dict:
+    """Mean and sd over patients (NaN skipped) and pooled totals, for event and sample scoring."""
+    out = {}
+    for level in ("event", "sample"):
+        agg = {}
+        for m in METRICS:
+            vals = np.array([patients[p][level][m] for p in patients], dtype=float)
+            finite = vals[np.isfinite(vals)]
+            agg[m] = {"mean": float(finite.mean()) if finite.size else math.nan,
+                      "sd": float(finite.std(ddof=0)) if finite.size else math.nan,
+                      "n": int(finite.size)}
+        total = Counts()
+        for s in scores:
+            total = total + getattr(s, level)
+        out[level] = {"mean_over_patients": agg, "pooled": {**total.metrics(), **_counts(total)}}
+    return out

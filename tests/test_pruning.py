@@ -1,0 +1,316 @@
+"""KernelPruning: kernel ranking, schedule, masks during fine-tuning, resume, compaction."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from callbacks.pruning import (KernelPruning, compact, kernel_mask, kernel_scores, sparse_macs,
+                               unpruned_params)
+from lightning_modules.cost import count_macs, count_params
+from lightning_modules.detection import SeizureDetectionModule
+from lightning_modules.lsn import LightSeizureNet
+
+torch.set_num_threads(1)
+C, T, SFREQ = 18, 512, 256.0
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+class Windows(Dataset):
+    """Batch-contract windows; seizure = 6 Hz, 100 uV rhythm on 2 random channels."""
+
+    def __init__(self, n: int, seed: int):
+        g = np.random.default_rng(seed)
+        t = np.arange(T) / SFREQ
+        self.y = g.integers(0, 2, n)
+        self.x = g.normal(0, 15, (n, C, T)).astype(np.float32)
+        for i in np.flatnonzero(self.y):
+            self.x[i, g.choice(C, 2, replace=False)] += 100 * np.sin(2 * np.pi * 6 * t + g.uniform(0, 6))
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return {"x": torch.from_numpy(self.x[i]), "y": torch.tensor(int(self.y[i])),
+                "boundary_dist_s": torch.tensor(1e9), "onset_dist_s": torch.tensor(1e9),
+                "soz": torch.zeros(C), "has_soz": torch.tensor(False),
+                "recording": f"r{i}", "patient": "p0", "start_s": torch.tensor(0.0)}
+
+
+@pytest.fixture(scope="module")
+def loader():
+    return DataLoader(Windows(64, 0), batch_size=16, shuffle=True)
+
+
+def _trainer(**kw) -> pl.Trainer:
+    defaults = dict(accelerator="cpu", logger=False, enable_checkpointing=False,
+                    enable_progress_bar=False, enable_model_summary=False)
+    defaults.update(kw)
+    return pl.Trainer(**defaults)
+
+
+def _randomize_bn(model: nn.Module, seed: int = 0) -> None:
+    """BatchNorm statistics and shifts far from identity, so folding constants matters."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=g) - 0.2)  # mostly positive: ReLU passes it
+
+
+# -- ranking -------------------------------------------------------------------------------
+def test_l1_layer_scope_prunes_smallest_kernels_per_layer():
+    torch.manual_seed(0)
+    model = LightSeizureNet(C)
+    before = {n: kernel_scores(m.weight, "l1").clone()
+              for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    cb = KernelPruning(target_sparsity=0.5, amount=1.0, scope="layer", criterion="l1")
+    cb.attach(model)
+    n = cb.prune_round()
+    total = sum(s.numel() for s in before.values())
+    assert n == total // 2 and cb.sparsity == pytest.approx(0.5, abs=0.01)
+    for name, scores in before.items():
+        mask = cb.masks[name]
+        assert (~mask).float().mean() == pytest.approx(0.5, abs=1.0 / mask.numel() + 1e-6)
+        assert scores[~mask].max() <= scores[mask].min()  # pruned are the weakest of the layer
+        assert torch.equal(kernel_mask(dict(model.named_modules())[name].weight), mask)
+    # The schedule never overshoots: a second round at the target prunes nothing.
+    assert cb.prune_round() == 0
+
+
+def test_global_scope_and_random_criterion():
+    torch.manual_seed(0)
+    model = LightSeizureNet(C)
+    cb = KernelPruning(target_sparsity=0.6, amount=1.0, scope="global")
+    cb.attach(model)
+    cb.prune_round()
+    assert cb.sparsity == pytest.approx(0.6, abs=1e-3)
+    per_layer = [float((~m).float().mean()) for m in cb.masks.values()]
+    assert max(per_layer) - min(per_layer) > 0.05  # layers end at different sparsities
+    assert all(int(m.sum()) >= 1 for m in cb.masks.values())
+    masks = []
+    for _ in range(2):
+        cb = KernelPruning(target_sparsity=0.3, amount=1.0, criterion="random", seed=7)
+        cb.attach(LightSeizureNet(C))
+        cb.prune_round()
+        masks.append(cb.masks)
+    assert all(torch.equal(masks[0][k], masks[1][k]) for k in masks[0])
+
+
+def test_l1_bn_prunes_whole_weak_filters():
+    torch.manual_seed(0)
+    model = LightSeizureNet(C)
+    model.blocks[3].bn.weight.data[[2, 5]] = 1e-3  # two filters the network barely uses
+    cb = KernelPruning(target_sparsity=0.2, amount=1.0, criterion="l1_bn")
+    cb.attach(model)
+    cb.prune_round()
+    mask = cb.masks["blocks.3.conv"]
+    assert not mask[[2, 5]].any()  # their kernels go first: whole rows
+    nxt = cb.masks["blocks.4.conv"]
+    assert not nxt[:, [2, 5]].any()  # and the kernels reading them
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="target_sparsity"):
+        KernelPruning(target_sparsity=1.0)
+    with pytest.raises(ValueError, match="criterion"):
+        KernelPruning(criterion="taylor")
+    with pytest.raises(ValueError, match="scope"):
+        KernelPruning(scope="block")
+    with pytest.raises(ValueError, match="no convolution.*matching 'nothing'"):
+        KernelPruning(include="nothing").attach(LightSeizureNet(C))
+
+
+# -- compaction ----------------------------------------------------------------------------
+def _pruned_lsn() -> tuple[LightSeizureNet, KernelPruning]:
+    torch.manual_seed(0)
+    model = LightSeizureNet(C)
+    _randomize_bn(model)
+    cb = KernelPruning(target_sparsity=0.5, amount=1.0)
+    cb.attach(model)
+    cb.prune_round()
+    # Force whole-filter cases: dead filters (all their kernels pruned: a constant map to fold
+    # into the next layer) and an unread filter (all kernels reading it pruned).
+    cb.masks["blocks.2.conv"][3] = False
+    cb.masks["blocks.4.conv"][[5, 6]] = False
+    cb.masks["blocks.6.conv"][:, 2] = False
+    cb.masks["blocks.6.conv"][9] = False  # last block: folded into the classifier bias
+    cb.apply_masks()
+    return model.eval(), cb
+
+
+def test_compaction_matches_masked_model():
+    model, _ = _pruned_lsn()
+    x = torch.randn(5, C, T) * 50
+    with torch.no_grad():
+        ref, ref_ecam = model(x), model.ecam(x)
+    dense_macs = count_macs(model, model.example_input())
+    assert sparse_macs(model, model.example_input()) < 0.55 * dense_macs
+    n_pruned_weights = sum(int((~kernel_mask(m.weight)).sum()) * m.weight.shape[-1]
+                           for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert unpruned_params(model) == count_params(model) - n_pruned_weights > 0
+    small = copy.deepcopy(model)
+    report = compact(small)
+    assert report.params_after < report.params_before == count_params(model)
+    assert report.macs_after < report.macs_before == dense_macs
+    assert report.widths_after[2] <= 15 and report.widths_after[4] <= 14 and report.widths_after[5] <= 15
+    assert small.n_filters == report.widths_after
+    with torch.no_grad():
+        out, ecam = small(x), small.ecam(x)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ecam.cam, ref_ecam.cam, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ecam.freq, ref_ecam.freq, atol=1e-3, rtol=0)
+    # The compacted shape is rebuilt from init_kwargs (what a checkpoint reload does).
+    rebuilt = LightSeizureNet(**small.init_kwargs)
+    rebuilt.load_state_dict(small.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.eval()(x), ref, atol=1e-5, rtol=1e-5)
+    # Compacting again removes nothing more and changes nothing.
+    again = compact(small)
+    assert again.widths_after == again.widths_before
+
+
+class ZeroPadChain(nn.Module):
+    """A conv chain whose convolutions pad with zeros (a constant map is not constant there)."""
+
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList()
+        for i, o in [(1, 4), (4, 4)]:
+            blk = nn.Module()
+            blk.conv, blk.bn, blk.act = nn.Conv2d(i, o, (1, 5), padding=(0, 2)), nn.BatchNorm2d(o), nn.ReLU()
+            self.blocks.append(blk)
+        self.head = nn.Linear(4, 2)
+
+    def conv_chain(self):
+        return list(self.blocks), self.head
+
+    def forward(self, x):
+        z = x.unsqueeze(1)
+        for b in self.blocks:
+            z = b.act(b.bn(b.conv(z)))
+        return self.head(z.mean((2, 3)))
+
+
+def test_compaction_keeps_unfoldable_filters_with_zero_padding():
+    torch.manual_seed(0)
+    model = ZeroPadChain()
+    _randomize_bn(model)
+    with torch.no_grad():
+        model.blocks[0].conv.weight[1] = 0  # dead filter, but the next conv zero-pads: keep it
+        model.blocks[0].conv.bias[1] = 0.7
+        model.blocks[1].conv.weight[:, 3] = 0  # filter 3 of block 0 is read by nobody: remove
+        model.blocks[1].conv.weight[2] = 0  # dead filter of the last block: fold into the head
+    model.eval()
+    x = torch.randn(3, 4, 64)
+    ref = model(x)
+    report = compact(model, x[:1])
+    assert report.widths_after == (3, 3)
+    torch.testing.assert_close(model(x), ref, atol=1e-5, rtol=1e-5)
+    with pytest.raises(TypeError, match="no conv_chain"):
+        compact(nn.Sequential(nn.Conv1d(2, 2, 3)))
+
+
+def test_sparse_macs_equals_flop_counter_on_dense_model():
+    m = LightSeizureNet(C)
+    assert sparse_macs(m, m.example_input()) == count_macs(m, m.example_input())
+    assert unpruned_params(m) == count_params(m)
+
+
+# -- in the training loop ------------------------------------------------------------------
+def test_schedule_masks_hold_and_compaction_at_fit_end(loader, tmp_path):
+    pl.seed_everything(0)
+    module = SeizureDetectionModule(LightSeizureNet(C), lr=3e-3)
+    cb = KernelPruning(target_sparsity=0.5, amount=0.3, start_epoch=1, every_n_epochs=2,
+                       compact_on_fit_end=False)
+    trainer = _trainer(max_epochs=5, callbacks=[cb], logger=CSVLogger(tmp_path, name="p"))
+    trainer.fit(module, loader)
+    assert [h["epoch"] for h in cb.history] == [1, 3]
+    assert cb.history[0]["sparsity"] == pytest.approx(0.3, abs=0.01)
+    assert cb.history[1]["sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert cb.history[1]["macs_sparse"] < cb.history[0]["macs_sparse"] < count_macs(
+        LightSeizureNet(C), LightSeizureNet(C).example_input())
+    # Fine-tuning happened and pruned kernels stayed at exactly zero.
+    for name, conv in cb._convs.items():
+        assert torch.equal(kernel_mask(conv.weight), cb.masks[name]), name
+    metrics = pd.read_csv(next(tmp_path.rglob("metrics.csv")))
+    for col in ("prune/sparsity", "prune/params_unpruned", "prune/macs_sparse", "prune/params_compact",
+                "prune/macs_compact"):
+        assert col in metrics.columns, col
+    assert metrics["prune/sparsity"].dropna().tolist() == pytest.approx([0, 0.3, 0.3, 0.5, 0.5], abs=0.01)
+
+    # Now compact the trained module: cost drops, outputs and ECAM stay, hparams follow.
+    module.eval()
+    x = torch.from_numpy(loader.dataset.x[:6])
+    with torch.no_grad():
+        ref = module(x)
+    report = cb.compact(module)
+    assert report.macs_after < report.macs_before and report.params_after < report.params_before
+    assert module.hparams.model_kwargs["n_filters"] == list(report.widths_after)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), ref, atol=1e-5, rtol=1e-5)
+        assert module.model.ecam(x).cam.shape == (6, C, T)
+    path = tmp_path / "compacted.ckpt"
+    trainer.save_checkpoint(path)
+    reloaded = SeizureDetectionModule.load_from_checkpoint(path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_compaction_runs_on_fit_end(loader):
+    module = SeizureDetectionModule(LightSeizureNet(C))
+    cb = KernelPruning(target_sparsity=0.5, amount=1.0)
+    _trainer(max_epochs=1, callbacks=[cb], limit_train_batches=2).fit(module, loader)
+    assert cb.compaction is not None
+    assert module.model.n_filters == cb.compaction.widths_after
+    assert count_macs(module.model, module.model.example_input()) == cb.compaction.macs_after
+    assert cb.compaction.macs_after < 6_156_320
+
+
+def test_resume_restores_masks_and_schedule(loader, tmp_path):
+    pl.seed_everything(0)
+    ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    cb1 = KernelPruning(target_sparsity=0.5, amount=0.3, start_epoch=1, compact_on_fit_end=False)
+    _trainer(max_epochs=2, callbacks=[cb1, ckpt], enable_checkpointing=True).fit(
+        SeizureDetectionModule(LightSeizureNet(C)), loader)
+    assert [h["epoch"] for h in cb1.history] == [1] and cb1.last_round_epoch == 1
+    saved = torch.load(ckpt.last_model_path, weights_only=False)["callbacks"][cb1.state_key]
+    assert all(torch.equal(saved["masks"][k], cb1.masks[k]) for k in cb1.masks)
+
+    # A fresh module and callback resume from the checkpoint: round 2 comes at epoch 2 and
+    # starts from the restored 30 % (a callback that forgot would prune 30 % again).
+    class Spy(pl.Callback):
+        seen: dict = {}
+
+        def on_train_start(self, trainer, pl_module):
+            Spy.seen = {k: v.clone() for k, v in cb2.masks.items()}
+
+    cb2 = KernelPruning(target_sparsity=0.5, amount=0.3, start_epoch=1, compact_on_fit_end=False)
+    module2 = SeizureDetectionModule(LightSeizureNet(C))
+    _trainer(max_epochs=4, callbacks=[cb2, Spy()]).fit(module2, loader, ckpt_path=ckpt.last_model_path)
+    assert all(torch.equal(Spy.seen[k], saved["masks"][k]) for k in saved["masks"])
+    assert [h["epoch"] for h in cb2.history] == [1, 2]
+    assert cb2.history[0] == cb1.history[0]
+    assert cb2.sparsity == pytest.approx(0.5, abs=0.01)
+    for name, conv in cb2._convs.items():
+        assert bool((~saved["masks"][name] & cb2.masks[name]).any()) is False  # pruned stays pruned
+        assert torch.equal(kernel_mask(conv.weight), cb2.masks[name])
+
+
+def test_restored_masks_that_do_not_fit_are_an_error():
+    cb = KernelPruning()
+    cb.load_state_dict({"masks": {"blocks.0.conv": torch.ones(3, 1, dtype=torch.bool)},
+                        "last_round_epoch": 0, "history": []})
+    with pytest.raises(ValueError, match=r"masks do not fit the model: blocks.0.conv has kernels \(8, 1\)"):
+        cb.attach(LightSeizureNet(C))
