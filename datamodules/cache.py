@@ -130,7 +130,7 @@ def _patient_lock(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _load_harmonized(rec: Recording, montage: tuple[str, ...],
+def load_harmonized(rec: Recording, montage: tuple[str, ...],
                      cfg: PreprocessingConfig) -> tuple[np.ndarray, float]:
     from .edf import read_edf_signals  # the reader lives with the EDF code
 
@@ -165,7 +165,7 @@ def write_patient_file(path: Path, patient: str, recordings: list[Recording], mo
                     skipped.append((rec.recording_id, "no annotation entry: excluded from training and scoring"))
                 else:
                     try:
-                        x, sf = _load_harmonized(rec, montage, cfg)
+                        x, sf = load_harmonized(rec, montage, cfg)
                     except MontageError as e:
                         skipped.append((rec.recording_id, f"{rec.path}: {e}"))
                     except (DatasetError, OSError, ValueError) as e:
