@@ -144,6 +144,8 @@ def _train_and_score(cfg: DictConfig, fold: str, fold_dir: Path, run_dir: Path) 
         deterministic=False, num_sanity_val_steps=0,
     )
     last = ckpt_dir / "last.ckpt"
+    if last.exists():
+        print(f"resuming fold {fold} from {last}", flush=True)
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if last.exists() else None)
     fit_s = time.time() - t0
     # pruned runs keep the final (compacted) network; others the best validation checkpoint

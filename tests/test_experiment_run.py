@@ -1,0 +1,119 @@
+"""End to end: a tiny LOSO study from an empty folder (corpus, cache, training, prediction,
+SzCORE scoring, summary, report, panels, offline W&B), killed and resumed, and a failing fold."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def _args(tmp: Path, run_id: str, *extra) -> list[str]:
+    return ["run", "smoke", f"run_id={run_id}", f"synthetic.root={tmp / 'corpus'}",
+            f"cache_dir={tmp / 'cache'}", f"runs_dir={tmp / 'runs'}", *extra]
+
+
+def _run(tmp: Path, run_id: str, *extra, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "experiments", *_args(tmp, run_id, *extra)],
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"})
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """The smoke study, killed during its first fold, then rerun to completion."""
+    tmp = tmp_path_factory.mktemp("study")
+    cmd = [sys.executable, "-m", "experiments", *_args(tmp, "r1", "trainer.max_epochs=3")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"})
+    last = tmp / "runs/smoke/r1/folds/chb01/checkpoints/last.ckpt"
+    deadline = time.time() + 400
+    while time.time() < deadline and proc.poll() is None and not last.exists():
+        time.sleep(0.2)
+    killed = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = _run(tmp, "r1", "trainer.max_epochs=3")
+    return tmp, killed, resumed
+
+
+def test_resumed_run_completes_and_writes_everything(study):
+    tmp, killed, resumed = study
+    assert killed, "the first fold finished before it could be killed"
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    run = tmp / "runs/smoke/r1"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["folds_ok"] == ["chb01", "chb02", "chb03"] and not summary["folds_failed"]
+    for p in ("chb01", "chb02", "chb03"):
+        fold = run / "folds" / p
+        m = json.loads((fold / "metrics.json").read_text())
+        assert 0.0 <= m["window"]["test/auroc"] <= 1.0
+        assert m["model"]["macs_per_input"] > 0 and m["model"]["params"] > 0
+        hyps = sorted((fold / "hypotheses").glob("*_events.tsv"))
+        assert hyps and hyps[0].read_text().startswith("onset\tduration\teventType\tconfidence")
+        assert list((fold / "panels").glob("test_*.png")), "an ECAM panel of the held-out seizure"
+        pe = summary["per_patient"][p]["event"]
+        assert pe["ref"] >= 1 and set(pe) >= {"sensitivity", "precision", "f1", "fp_per_24h"}
+    assert "mean ± sd" in (run / "summary.md").read_text()
+    html = (run / "report.html").read_text()
+    assert "data:image/png;base64" in html and "chb02" in html
+    assert (run / "per_patient.png").exists() and (run / "timelines.png").exists()
+    media = list((run / "wandb").glob("offline-run-*/files/media/images/**/*.png"))
+    assert media, "ECAM panels are in the offline W&B run folders, ready for wandb sync"
+
+
+def test_killed_fold_resumed_from_its_checkpoint(study):
+    tmp, _, resumed = study
+    metrics = (tmp / "runs/smoke/r1/folds/chb01/csv/metrics.csv").read_text().splitlines()
+    epochs = [int(line.split(",")[0]) for line in metrics[1:] if line.split(",")[0].isdigit()]
+    # the rerun's log starts after the checkpointed epoch: epoch 0 was not trained again
+    assert epochs and min(epochs) >= 1 and max(epochs) >= 2
+    assert "resuming fold chb01 from" in resumed.stdout
+
+
+def test_rerun_skips_finished_folds(study):
+    tmp, _, _ = study
+    t0 = time.time()
+    again = _run(tmp, "r1", "trainer.max_epochs=3")
+    assert again.returncode == 0
+    assert again.stdout.count("already finished, skipped") == 3
+    assert time.time() - t0 < 120
+
+
+def test_predict_cli_scores_a_users_edf(study):
+    tmp, _, _ = study
+    ckpt = tmp / "runs/smoke/r1/folds/chb02/checkpoints/best.ckpt"
+    edf = sorted((tmp / "corpus").glob("chb02/*.edf"))[0]
+    out, png = tmp / "pred_events.tsv", tmp / "pred.png"
+    r = subprocess.run([sys.executable, "-m", "experiments", "predict", "--ckpt", str(ckpt), "--edf", str(edf),
+                        "--out", str(out), "--ecam", str(png)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert out.read_text().startswith("onset\tduration\teventType") and png.stat().st_size > 10_000
+
+
+def test_a_failing_fold_is_reported_and_the_others_go_on(tmp_path, monkeypatch):
+    from experiments import registry
+    from experiments.config import load_config
+    from experiments.runner import run_experiment
+
+    real = registry.build_model
+
+    def flaky(cfg, dm):
+        if dm.test_patient == "chb02":
+            raise RuntimeError("simulated failure")
+        return real(cfg, dm)
+
+    monkeypatch.setattr(registry, "build_model", flaky)
+    cfg = load_config("smoke", [f"synthetic.root={tmp_path / 'corpus'}", f"cache_dir={tmp_path / 'cache'}",
+                                f"runs_dir={tmp_path / 'runs'}", "run_id=f", "trainer.max_epochs=1",
+                                "folds=[chb01,chb02]", "maps.enabled=false", "wandb.enabled=false"], env={})
+    assert run_experiment(cfg) == 1
+    summary = json.loads((tmp_path / "runs/smoke/f/summary.json").read_text())
+    assert summary["folds_ok"] == ["chb01"]
+    assert "simulated failure" in summary["folds_failed"]["chb02"]
+    assert "simulated failure" in (tmp_path / "runs/smoke/f/summary.md").read_text()
