@@ -1,40 +1,22 @@
-"""The synthetic corpus an experiment runs on when no dataset is configured: built once, safely."""
+"""The synthetic corpus an experiment runs on when no dataset is configured."""
 from __future__ import annotations
 
-import fcntl
-import shutil
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-_DONE = ".complete"
-
 
 def ensure_synthetic(cfg: DictConfig) -> Path:
-    """Build ``cfg.synthetic`` under its root unless a complete build is there. Several processes
-    (sweep jobs) may call it at once: one builds, the others wait and reuse."""
+    """Build ``cfg.synthetic`` under its root. The generator reuses a corpus it built with the same
+    parameters (and generator version), builds in a temporary folder renamed into place (safe for
+    parallel jobs), and replaces a corpus of other parameters: the folder is the project's own."""
     from datamodules.synthetic import generate_corpus
 
     s = cfg.synthetic
-    root = Path(s.root)
-    stamp = f"patients={s.patients} recordings={s.recordings} minutes={s.minutes} seed={s.seed}"
-    done = root / _DONE
-    if done.exists() and done.read_text().strip() == stamp:
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / f".{root.name}.lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if done.exists() and done.read_text().strip() == stamp:
-            return root
-        tmp = root.with_name(root.name + ".building")
-        shutil.rmtree(tmp, ignore_errors=True)
-        print(f"building the synthetic CHB-MIT-shaped corpus ({stamp}) in {root} ...", flush=True)
-        generate_corpus(tmp, n_patients=int(s.patients), n_recordings=int(s.recordings),
-                        minutes=float(s.minutes), seed=int(s.seed))
-        (tmp / _DONE).write_text(stamp + "\n")
-        shutil.rmtree(root, ignore_errors=True)
-        tmp.rename(root)
-    return root
+    generate_corpus(Path(s.root), n_patients=int(s.patients), n_recordings=int(s.recordings),
+                    minutes=float(s.minutes), seed=int(s.seed), overwrite=True,
+                    progress=lambda msg: print(msg, flush=True))
+    return Path(s.root)
 
 
 def data_root(cfg: DictConfig) -> Path:
