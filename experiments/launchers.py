@@ -140,6 +140,7 @@ def launch_folds(fn: Callable[[str], Any], folds: Iterable[str], *, launcher: st
     launcher : {"slurm", "local", "inline"}
     log_dir : path
         submitit job folder: submission script, pickles, ``<job>_<task>_log.out/.err`` per fold.
+        Use a fresh folder per sweep (e.g. inside the run directory): results are read from it by job id.
     slurm : mapping, optional
         SLURM settings (keys of :data:`SLURM_DEFAULTS`). ``gpus_per_node`` also applies to ``local``
         (each parallel slot gets its own GPUs); the rest is ignored by ``local`` and ``inline``.
@@ -214,8 +215,9 @@ def _run_slurm(call: FoldCall, folds: list[str], log_dir: Path, s: dict, job_nam
     t0 = time.monotonic()
     try:
         jobs = executor.map_array(call, folds)
-    except Exception as e:  # sbatch refused the array: nothing ran, say why
-        raise RuntimeError(f"sbatch refused the job array ({len(folds)} folds, job folder {log_dir}): {e}") from e
+    except Exception as e:  # sbatch refused the array (or is missing): nothing ran, say why
+        raise RuntimeError(f"could not submit the job array with sbatch ({len(folds)} folds, job folder "
+                           f"{log_dir}): {e}") from e
     array_id = jobs[0].job_id.split("_")[0]
     if report.enabled:
         print(f"[slurm] submitted job array {array_id} ({len(folds)} folds), logs in {log_dir}",

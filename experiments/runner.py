@@ -134,7 +134,12 @@ def _train_and_score(cfg: DictConfig, fold: str, fold_dir: Path, run_dir: Path) 
     if cfg.maps.enabled:
         callbacks.append(registry.build_map_logger(cfg, fold_dir / "panels"))
     loggers = registry.build_loggers(cfg, fold, run_dir, fold_dir)
+    plugins = []
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+    if SLURMEnvironment.detect():  # submitit requeues the job on timeout; Lightning must not too
+        plugins.append(SLURMEnvironment(auto_requeue=False))
     trainer = pl.Trainer(
+        plugins=plugins,
         max_epochs=int(cfg.trainer.max_epochs), min_epochs=int(cfg.trainer.min_epochs),
         accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
         precision=cfg.trainer.precision, callbacks=callbacks, logger=loggers,

@@ -91,6 +91,12 @@ class SlurmCluster:
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop the daemons this helper started (slurmd and slurmctld first, munged last)."""
         if "slurmctld" in self.started or "slurmd" in self.started:
+            # Jobs on a cluster we started are ours: cancel them first, or their slurmstepd would
+            # outlive slurmd waiting to report back.
+            if self.partition:
+                _run(["scancel", f"--partition={self.partition}"], check=False)
+                _wait(lambda: not _run(["squeue", "-h"], check=False).stdout.strip(), timeout_s,
+                      "jobs did not leave the queue", LOG_DIR / "slurmctld.log", fail=False)
             # ``scontrol shutdown`` stops the controller and every slurmd it knows.
             _run(["scontrol", "shutdown"], check=False)
             _wait_pids_gone([SLURMCTLD_PIDFILE, SLURMD_PIDFILE], timeout_s)
@@ -191,16 +197,28 @@ def _apt_install(timeout_s: float) -> float:
         raise SlurmUnavailable("SLURM is not installed and there is no apt-get to install "
                                f"{' '.join(APT_PACKAGES)} (not a Debian/Ubuntu machine?)")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    # The packages' postinst runs `invoke-rc.d <daemon> start || exit 1`; Debian's policy-rc.d hook
+    # (exit 101) tells it not to start services: we start the daemons ourselves, configured, below.
+    policy = Path("/usr/sbin/policy-rc.d")
+    own_policy = not policy.exists()
+    if own_policy:
+        policy.write_text("#!/bin/sh\n# temporary (experiments.slurm_cluster): no service starts during install\n"
+                          "exit 101\n")
+        policy.chmod(0o755)
     t0 = time.monotonic()
-    for cmd in (["apt-get", "update"],
-                ["apt-get", "install", "-y", "--no-install-recommends", *APT_PACKAGES]):
-        try:
-            res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            raise SlurmUnavailable(f"`{' '.join(cmd)}` did not finish within {timeout_s:.0f} s") from None
-        if res.returncode != 0:
-            raise SlurmUnavailable(f"`{' '.join(cmd)}` failed (exit {res.returncode}):\n"
-                                   f"{_tail(res.stdout + res.stderr)}")
+    try:
+        for cmd in (["apt-get", "update"],
+                    ["apt-get", "install", "-y", "--no-install-recommends", *APT_PACKAGES]):
+            try:
+                res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                raise SlurmUnavailable(f"`{' '.join(cmd)}` did not finish within {timeout_s:.0f} s") from None
+            if res.returncode != 0:
+                raise SlurmUnavailable(f"`{' '.join(cmd)}` failed (exit {res.returncode}):\n"
+                                       f"{_tail(res.stdout + res.stderr)}")
+    finally:
+        if own_policy:
+            policy.unlink(missing_ok=True)
     return time.monotonic() - t0
 
 
@@ -381,7 +399,10 @@ def _pid_alive(pidfile: Path) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # an exited daemon nobody reaped (containers whose init does not) is not running
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _kill_pidfile(pidfile: Path, sig: int) -> None:
@@ -399,13 +420,15 @@ def _wait_pids_gone(pidfiles: list[Path], timeout_s: float) -> None:
         time.sleep(0.2)
 
 
-def _wait(predicate, timeout_s: float, what: str, log: Path) -> None:
+def _wait(predicate, timeout_s: float, what: str, log: Path, fail: bool = True) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
-            return
+            return True
         time.sleep(0.5)
-    raise SlurmUnavailable(f"{what} within {timeout_s:.0f} s\n{_log_tail(log)}")
+    if fail:
+        raise SlurmUnavailable(f"{what} within {timeout_s:.0f} s\n{_log_tail(log)}")
+    return False
 
 
 def _tail(text: str, n: int = 15) -> str:
