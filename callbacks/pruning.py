@@ -7,13 +7,21 @@ the weakest are zeroed on a schedule, and the network is fine-tuned in between w
 kernels held at zero. Lightning's ``ModelPruning`` has no kernel-wise unit and by default resets
 the surviving weights (lottery ticket), so it is not used here.
 
+By default (scope ``"filter_balanced"``) every round prunes, inside every output filter of every
+convolution, the same fraction of its remaining input kernels, so all filters of a layer keep
+the same number ``m`` of input kernels. That regular pattern is what lets compaction turn
+kernel sparsity into fewer multiply-accumulates on ordinary hardware.
+
 At the end the network is compacted: a filter whose kernels are all pruned outputs a constant
 (its BatchNorm shift through the activation), so it is removed together with the matching
 input kernels of the next layer, its constant contribution folded into that layer's bias
 (exact when the next convolution pads by replicating edges, as LightSeizureNet's do); a filter
-nobody reads any more (all kernels that take it as input are pruned) is removed too. Parameters
-and dense MACs then really drop. Kernels pruned inside surviving filters stay as zeros; what a
-kernel-skipping implementation would spend is reported as ``sparse_macs``.
+nobody reads any more (all kernels that take it as input are pruned) is removed too. A layer
+whose surviving filters each keep at most ``m`` < ``in`` input kernels becomes a
+:class:`~lightning_modules.lsn.SparseKernelConv` (gather the ``m`` maps each filter reads, then
+a grouped convolution holding only those kernels; filters keeping fewer than ``m`` are padded
+with zero kernels). Parameters and MACs counted by ``torch.utils.flop_counter`` then really
+drop; :func:`sparse_macs` is what a kernel-skipping implementation of the masked network costs.
 """
 from __future__ import annotations
 
@@ -29,8 +37,10 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from lightning_modules.cost import count_macs, count_params
+from lightning_modules.lsn import SparseKernelConv
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+SCOPES = ("filter_balanced", "layer", "global")
 
 
 # -- measuring -----------------------------------------------------------------------------
@@ -57,15 +67,15 @@ def _bn_scales(pl_module: nn.Module,
     prev_gain = None
     for block in blocks:
         conv, bn = block.conv, getattr(block, "bn", None)
-        n_out, n_in = conv.weight.shape[:2]
+        n_out, n_in = _dense_weight(conv).shape[:2]
         if bn is not None and bn.affine and bn.track_running_stats:
             gain = bn.weight.detach().abs()
             g_out = gain / torch.sqrt(bn.running_var.detach() + bn.eps)
         else:
-            gain = g_out = torch.ones(n_out, device=conv.weight.device)
+            gain = g_out = torch.ones(n_out)
         g_in = prev_gain
         if g_in is None or g_in.numel() != n_in:
-            g_in = torch.ones(n_in, device=conv.weight.device)
+            g_in = torch.ones(n_in)
         if id(conv) in names:
             out[names[id(conv)]] = (g_out.float().cpu(), g_in.float().cpu())
         prev_gain = gain
@@ -141,6 +151,9 @@ class Compaction:
     params_after: int
     macs_before: int | None
     macs_after: int | None
+    kernels_per_filter: tuple[int, ...] = ()
+    """Per block, the input kernels each filter computes after compaction (``m`` of a
+    :class:`~lightning_modules.lsn.SparseKernelConv`, all inputs for a dense convolution)."""
 
 
 def _replace_child(root: nn.Module, old: nn.Module, new: nn.Module) -> None:
@@ -150,6 +163,48 @@ def _replace_child(root: nn.Module, old: nn.Module, new: nn.Module) -> None:
                 setattr(parent, name, new)
                 return
     raise ValueError(f"module {old!r} not found in {type(root).__name__}")
+
+
+def _dense_weight(conv: nn.Module) -> torch.Tensor:
+    """(out, in, *kernel) weight of a convolution, zeros where a sparse one reads nothing."""
+    if isinstance(conv, SparseKernelConv):
+        return conv.dense_weight()
+    return conv.weight
+
+
+def _kernel_index(alive: torch.Tensor) -> torch.Tensor:
+    """(out, m) input maps each filter reads, m = most kernels any filter keeps: its surviving
+    kernels, then (for filters keeping fewer) the lowest-numbered pruned ones, whose weights
+    stay zero; sorted so the gather reads memory in order."""
+    m = max(1, int(alive.sum(1).max()))
+    # Stable sort puts surviving kernels first, each group in channel order.
+    order = torch.sort((~alive).to(torch.int8), dim=1, stable=True).indices[:, :m]
+    return order.sort(dim=1).values
+
+
+def _build_conv(old: nn.Module, weight: torch.Tensor, bias: torch.Tensor | None,
+                sparse_kernels: bool) -> nn.Module:
+    """A convolution like ``old`` holding ``weight`` (out, in, *kernel): a SparseKernelConv when
+    the filters keep fewer kernels than there are inputs, a dense one otherwise."""
+    n_out, n_in = weight.shape[:2]
+    alive = kernel_mask(weight)
+    m = max(1, int(alive.sum(1).max()))
+    dims = weight.ndim - 2
+    common = dict(stride=old.stride, padding=old.padding, dilation=old.dilation,
+                  padding_mode=old.padding_mode, bias=bias is not None, device=weight.device,
+                  dtype=weight.dtype)
+    if sparse_kernels and m < n_in:
+        new = SparseKernelConv(n_in, _kernel_index(alive).tolist(), old.kernel_size, dims=dims,
+                               **common)
+        new.load_dense_weight(weight, bias)
+    else:
+        cls = type(old) if isinstance(old, _CONV) else _CONV[dims - 1]
+        new = cls(n_in, n_out, old.kernel_size, groups=1, **common)
+        new.weight.copy_(weight)
+        if bias is not None:
+            new.bias.copy_(bias)
+    new.train(old.training)
+    return new
 
 
 def _pads_constant(conv: nn.Module) -> bool:
@@ -180,14 +235,17 @@ def _constant_output(bn: nn.Module | None, act: nn.Module | None, bias: torch.Te
 
 
 @torch.no_grad()
-def compact(model: nn.Module, example: torch.Tensor | None = None) -> Compaction:
-    """Physically remove pruned filters from a conv chain, in place.
+def compact(model: nn.Module, example: torch.Tensor | None = None, *,
+            sparse_kernels: bool = True) -> Compaction:
+    """Physically remove pruned filters and kernels from a conv chain, in place.
 
     ``model.conv_chain()`` must return ``(blocks, head)``: blocks in order, each with ``conv``
-    (groups = 1), optional ``bn`` and an element-wise ``act``, feeding the next block, the last
+    (groups = 1, or a :class:`~lightning_modules.lsn.SparseKernelConv` of an earlier
+    compaction), optional ``bn`` and an element-wise ``act``, feeding the next block, the last
     one followed by a global average pool and ``head`` (``nn.Linear``), as LightSeizureNet is.
     The eval-mode outputs of the compacted network equal those of the pruned one (up to float
-    rounding); ``model.n_filters`` is updated when the model has it.
+    rounding); ``model.n_filters`` is updated when the model has it (LightSeizureNet reads the
+    kept kernels back from its blocks for ``init_kwargs["kernel_index"]``).
 
     Parameters
     ----------
@@ -195,6 +253,10 @@ def compact(model: nn.Module, example: torch.Tensor | None = None) -> Compaction
         A pruned network (pruned kernels are exactly zero).
     example : torch.Tensor or None
         Input for the MAC counts (``model.example_input()`` when the model has it).
+    sparse_kernels : bool
+        Turn convolutions whose filters each keep at most ``m`` < ``in`` kernels into
+        :class:`~lightning_modules.lsn.SparseKernelConv` (exactly ``m`` kernels per filter,
+        zero-padded where a filter keeps fewer). False removes whole filters only.
     """
     if not callable(getattr(model, "conv_chain", None)):
         raise TypeError(f"{type(model).__name__} has no conv_chain(): cannot compact it")
@@ -204,12 +266,12 @@ def compact(model: nn.Module, example: torch.Tensor | None = None) -> Compaction
     if not isinstance(head, nn.Linear):
         raise TypeError(f"compaction needs an nn.Linear head after the pool, got {type(head).__name__}")
     for b in blocks:
-        if b.conv.groups != 1:
+        if not isinstance(b.conv, SparseKernelConv) and b.conv.groups != 1:
             raise TypeError("compaction handles groups=1 convolutions only")
         bn = getattr(b, "bn", None)
         if bn is not None and not bn.track_running_stats:
             raise TypeError("compaction needs BatchNorm with running statistics (eval mode is folded)")
-    widths_before = tuple(b.conv.out_channels for b in blocks)
+    widths_before = tuple(_dense_weight(b.conv).shape[0] for b in blocks)
     params_before = count_params(model)
     macs_before = count_macs(model, example) if example is not None else None
 
@@ -217,7 +279,7 @@ def compact(model: nn.Module, example: torch.Tensor | None = None) -> Compaction
     keep_prev: torch.Tensor | None = None
     for i, block in enumerate(blocks):
         conv, bn = block.conv, getattr(block, "bn", None)
-        w = conv.weight.detach().clone()
+        w = _dense_weight(conv).detach().clone()
         bias = conv.bias.detach().clone() if conv.bias is not None else None
         running_mean = bn.running_mean.detach().clone() if bn is not None else None
         if keep_prev is not None:
@@ -235,7 +297,7 @@ def compact(model: nn.Module, example: torch.Tensor | None = None) -> Compaction
         n_out = w.shape[0]
         dead = ~kernel_mask(w).any(1)
         if i + 1 < len(blocks):
-            nxt_w = blocks[i + 1].conv.weight
+            nxt_w = _dense_weight(blocks[i + 1].conv)
             unused = ~kernel_mask(nxt_w).any(0)
             foldable = _pads_constant(blocks[i + 1].conv)
         else:
@@ -247,15 +309,8 @@ def compact(model: nn.Module, example: torch.Tensor | None = None) -> Compaction
         keep = ~remove
 
         # Build the smaller conv and BN (the new BN carries the folded running mean).
-        new_conv = type(conv)(int(keep_prev.sum()) if keep_prev is not None else conv.in_channels,
-                              int(keep.sum()), conv.kernel_size, stride=conv.stride,
-                              padding=conv.padding, dilation=conv.dilation, groups=1,
-                              bias=bias is not None, padding_mode=conv.padding_mode,
-                              device=w.device, dtype=w.dtype)
-        new_conv.weight.copy_(w[keep])
-        if bias is not None:
-            new_conv.bias.copy_(bias[keep])
-        new_conv.train(conv.training)
+        new_conv = _build_conv(conv, w[keep], bias[keep] if bias is not None else None,
+                               sparse_kernels)
         const = _constant_output(bn, getattr(block, "act", None), bias, running_mean, n_out,
                                  w.ndim, w)
         if bn is not None:
@@ -287,10 +342,13 @@ def compact(model: nn.Module, example: torch.Tensor | None = None) -> Compaction
     widths_after = tuple(b.conv.out_channels for b in blocks)
     if hasattr(model, "n_filters"):
         model.n_filters = widths_after
+    per_filter = tuple(b.conv.kernels_per_filter if isinstance(b.conv, SparseKernelConv)
+                       else int(b.conv.weight.shape[1]) for b in blocks)
     return Compaction(widths_before=widths_before, widths_after=widths_after,
                       params_before=params_before, params_after=count_params(model),
                       macs_before=macs_before,
-                      macs_after=count_macs(model, example) if example is not None else None)
+                      macs_after=count_macs(model, example) if example is not None else None,
+                      kernels_per_filter=per_filter)
 
 
 # -- the callback --------------------------------------------------------------------------
@@ -324,10 +382,21 @@ class KernelPruning(pl.Callback):
         (after BN the raw scale of a filter's weights means nothing); kernels of weak filters
         then go together, so whole filters empty out and compaction removes more. "random" is
         the control for ablations (seeded by ``seed`` and round).
-    scope : {"layer", "global"}
-        "layer": each convolution is pruned to the same sparsity. "global": kernels compete
-        across layers, each score divided by the mean score of its layer's unpruned kernels
-        (after BatchNorm the raw scale of a layer's weights carries no meaning).
+    scope : {"filter_balanced", "layer", "global"}
+        "filter_balanced" (default): every round prunes, inside every output filter of every
+        convolution, the same fraction of its remaining input kernels (lowest score first), so
+        all filters of a layer keep the same number ``m`` of kernels and compaction turns the
+        sparsity into fewer MACs (:class:`~lightning_modules.lsn.SparseKernelConv`). ``m`` is
+        an integer: each layer keeps ``ceil((1 - f) * in)`` kernels per filter, ``f`` the
+        round's sparsity goal over these layers, then layers step down one kernel per filter,
+        largest rounding excess first, while the goal is not overshot (a round too small for
+        one step takes the cheapest step that does not overshoot the target). Convolutions with
+        one input map (LightSeizureNet's first block) have one kernel per filter and stay
+        dense; the other layers prune slightly more to reach the target.
+        "layer": each convolution is pruned to the same sparsity, kernels of a layer competing
+        across filters. "global": kernels compete across layers, each score divided by the mean
+        score of its layer's unpruned kernels (after BatchNorm the raw scale of a layer's
+        weights carries no meaning). Their irregular patterns compact less.
     include : str or None
         Regex on module names selecting the convolutions to prune (all of them by default).
     compact_on_fit_end : bool
@@ -349,7 +418,7 @@ class KernelPruning(pl.Callback):
     """
 
     def __init__(self, target_sparsity: float = 0.5, amount: float = 0.2, every_n_epochs: int = 1,
-                 start_epoch: int = 0, criterion: str = "l1", scope: str = "layer",
+                 start_epoch: int = 0, criterion: str = "l1", scope: str = "filter_balanced",
                  include: str | None = None, compact_on_fit_end: bool = True,
                  example_input: torch.Tensor | None = None, seed: int = 0):
         if not 0.0 <= target_sparsity < 1.0:
@@ -361,8 +430,8 @@ class KernelPruning(pl.Callback):
                              f"{every_n_epochs}, {start_epoch}")
         if criterion not in ("l1", "l2", "l1_bn", "random"):
             raise ValueError(f"unknown criterion {criterion!r}: use 'l1', 'l2', 'l1_bn' or 'random'")
-        if scope not in ("layer", "global"):
-            raise ValueError(f"unknown scope {scope!r}: use 'layer' or 'global'")
+        if scope not in SCOPES:
+            raise ValueError(f"unknown scope {scope!r}: use one of {', '.join(map(repr, SCOPES))}")
         self.target_sparsity = float(target_sparsity)
         self.amount = float(amount)
         self.every_n_epochs = int(every_n_epochs)
@@ -462,7 +531,9 @@ class KernelPruning(pl.Callback):
             if self.scope == "global" and alive.numel() > 0:
                 s = s / alive.mean().clamp(min=1e-12)
             scores[name] = s.masked_fill(~mask, float("inf"))
-        if self.scope == "layer":
+        if self.scope == "filter_balanced":
+            self._prune_balanced(scores, pruned + n, goal)
+        elif self.scope == "layer":
             frac = (pruned + n) / total
             for name, s in scores.items():
                 mask = self.masks[name]
@@ -491,6 +562,50 @@ class KernelPruning(pl.Callback):
                 done += 1
         self.apply_masks()
         return sum(int((~m).sum()) for m in self.masks.values()) - pruned
+
+    def _prune_balanced(self, scores: dict[str, torch.Tensor], round_goal: int, goal: int) -> None:
+        """Prune every filter of every multi-input convolution to the same number of kernels.
+
+        ``round_goal``: total pruned kernels this round aims at (never exceeded, except by the
+        single cheapest step a round too small for any step takes, which never exceeds ``goal``).
+        """
+        layers = [nm for nm, mk in self.masks.items() if mk.shape[1] > 1]
+        if not layers:
+            return
+        pruned_now = sum(int((~mk).sum()) for mk in self.masks.values())
+        pruned_fixed = sum(int((~mk).sum()) for nm, mk in self.masks.items() if nm not in layers)
+        total_b = sum(self.masks[nm].numel() for nm in layers)
+        frac = min(1.0, max(0.0, (round_goal - pruned_fixed) / total_b))
+        alive = {nm: self.masks[nm].sum(1) for nm in layers}  # kernels left per filter
+        m_now = {nm: int(alive[nm].max()) for nm in layers}
+        ideal = {nm: (1.0 - frac) * self.masks[nm].shape[1] for nm in layers}
+        m_new = {nm: min(m_now[nm], max(1, math.ceil(ideal[nm] - 1e-9))) for nm in layers}
+
+        def cost(nm: str, m: int) -> int:  # kernels pruned in layer nm when filters keep m
+            return int((alive[nm] - m).clamp(min=0).sum())
+
+        planned = pruned_now + sum(cost(nm, m_new[nm]) for nm in layers)
+        # Largest remainder: the layers whose rounded m lies furthest above the ideal step first.
+        for nm in sorted(layers, key=lambda nm: ideal[nm] - m_new[nm]):
+            if m_new[nm] > 1:
+                extra = cost(nm, m_new[nm] - 1) - cost(nm, m_new[nm])
+                if planned + extra <= round_goal:
+                    m_new[nm] -= 1
+                    planned += extra
+        if planned == pruned_now:  # one step per filter is more than this round asks for
+            steps = [(cost(nm, m_new[nm] - 1) - cost(nm, m_new[nm]), i, nm)
+                     for i, nm in enumerate(layers) if m_new[nm] > 1]
+            steps = [st for st in steps if pruned_now + st[0] <= goal]
+            if steps:
+                m_new[min(steps)[2]] -= 1
+        for nm in layers:
+            if m_new[nm] < m_now[nm]:
+                mask = self.masks[nm]
+                # Keep each filter's m best surviving kernels; pruned ones rank last (-inf).
+                keep_scores = scores[nm].masked_fill(~mask, float("-inf"))
+                top = keep_scores.topk(m_new[nm], dim=1).indices
+                keep = torch.zeros_like(mask).scatter_(1, top, True)
+                mask &= keep
 
     def _measure(self, pl_module: pl.LightningModule) -> dict:
         stats = {"sparsity": self.sparsity, "params_unpruned": float(unpruned_params(pl_module))}
@@ -553,9 +668,12 @@ class KernelPruning(pl.Callback):
     def compact(self, pl_module: pl.LightningModule) -> Compaction | None:
         """Compact the network inside ``pl_module`` now; returns what was removed.
 
-        Also updates ``pl_module.hparams["model_kwargs"]["n_filters"]`` (when present) so a
-        checkpoint of the compacted module rebuilds the smaller network, and re-derives the
-        masks on the compacted shapes (kernels still zero inside surviving filters).
+        Also updates ``pl_module.hparams["model_kwargs"]`` (``n_filters`` when present, and
+        ``kernel_index`` when the model's ``init_kwargs`` has it, as LightSeizureNet's does) so
+        a checkpoint of the compacted module rebuilds the smaller network, and re-derives the
+        masks on the compacted shapes (kernels still zero inside surviving filters; a
+        :class:`~lightning_modules.lsn.SparseKernelConv` is masked through its grouped
+        convolution, one kernel per row).
         """
         model = _chain_model(pl_module)
         if model is None:
@@ -564,13 +682,18 @@ class KernelPruning(pl.Callback):
             return None
         self.compaction = compact(model, self._example(pl_module, model))
         hp = getattr(pl_module, "hparams", None)
-        if hp is not None and isinstance(hp.get("model_kwargs"), dict) and "n_filters" in hp["model_kwargs"]:
-            hp["model_kwargs"]["n_filters"] = list(self.compaction.widths_after)
+        if hp is not None and isinstance(hp.get("model_kwargs"), dict):
+            if "n_filters" in hp["model_kwargs"]:
+                hp["model_kwargs"]["n_filters"] = list(self.compaction.widths_after)
+            init_kwargs = getattr(model, "init_kwargs", None)
+            if isinstance(init_kwargs, dict) and "kernel_index" in init_kwargs:
+                hp["model_kwargs"]["kernel_index"] = init_kwargs["kernel_index"]
         self._convs = prunable_convs(pl_module, self.include)
         self.masks = {n: kernel_mask(c.weight).cpu() for n, c in self._convs.items()}
         c = self.compaction
         macs = f"; MACs {c.macs_before:,} -> {c.macs_after:,}" if c.macs_after is not None else ""
-        rank_zero_info(f"[KernelPruning] compacted widths {c.widths_before} -> {c.widths_after}; "
+        rank_zero_info(f"[KernelPruning] compacted widths {c.widths_before} -> {c.widths_after}, "
+                       f"kernels per filter {c.kernels_per_filter}; "
                        f"params {c.params_before:,} -> {c.params_after:,}{macs}")
         logger = getattr(getattr(pl_module, "_trainer", None), "logger", None)
         if logger is not None:
