@@ -405,6 +405,14 @@ class KernelPruning(pl.Callback):
         "best"``) into the module, and call :meth:`compact` after loading instead.
     example_input : torch.Tensor or None
         Input for MAC counts; by default ``pl_module.example_input_array`` (batch of 1).
+    seed : int
+        Seed of the "random" criterion.
+    sparse_kernels : bool
+        Compaction turns layers whose filters keep fewer kernels than inputs into
+        :class:`~lightning_modules.lsn.SparseKernelConv` (fewer MACs and parameters). False
+        removes whole filters only and keeps the pruned kernels as zeros in dense convolutions:
+        more MACs, but on CPUs often faster, because a dense convolution reuses each input map
+        for all filters while the gathered maps of a sparse one are ``m`` times larger.
 
     Notes
     -----
@@ -420,7 +428,8 @@ class KernelPruning(pl.Callback):
     def __init__(self, target_sparsity: float = 0.5, amount: float = 0.2, every_n_epochs: int = 1,
                  start_epoch: int = 0, criterion: str = "l1", scope: str = "filter_balanced",
                  include: str | None = None, compact_on_fit_end: bool = True,
-                 example_input: torch.Tensor | None = None, seed: int = 0):
+                 example_input: torch.Tensor | None = None, seed: int = 0,
+                 sparse_kernels: bool = True):
         if not 0.0 <= target_sparsity < 1.0:
             raise ValueError(f"target_sparsity must be in [0, 1), got {target_sparsity}")
         if not 0.0 < amount <= 1.0:
@@ -442,6 +451,7 @@ class KernelPruning(pl.Callback):
         self.compact_on_fit_end = bool(compact_on_fit_end)
         self.example_input = example_input
         self.seed = int(seed)
+        self.sparse_kernels = bool(sparse_kernels)
         self.masks: dict[str, torch.Tensor] = {}
         self.last_round_epoch = -1
         self.history: list[dict] = []
@@ -616,7 +626,8 @@ class KernelPruning(pl.Callback):
             stats["macs_sparse"] = float(sparse_macs(target, ex))
             if model is not None:
                 clone = copy.deepcopy(model)  # measure what compaction would leave, model untouched
-                stats["macs_compact"] = float(compact(clone, ex).macs_after)
+                report = compact(clone, ex, sparse_kernels=self.sparse_kernels)
+                stats["macs_compact"] = float(report.macs_after)
                 stats["params_compact"] = float(count_params(clone))
         return stats
 
@@ -658,8 +669,25 @@ class KernelPruning(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.apply_masks()
 
+    def can_prune_more(self) -> bool:
+        """Whether a round could still prune kernels without overshooting the target (in the
+        balanced scope a step prunes one kernel in every filter of a layer at once)."""
+        total = sum(m.numel() for m in self.masks.values())
+        pruned = sum(int((~m).sum()) for m in self.masks.values())
+        left = int(math.floor(self.target_sparsity * total + 1e-9)) - pruned
+        if left <= 0:
+            return False
+        if self.scope != "filter_balanced":
+            return True
+        steps = []
+        for mask in self.masks.values():
+            alive = mask.sum(1)
+            if mask.shape[1] > 1 and int(alive.max()) > 1:
+                steps.append(int((alive == alive.max()).sum()))
+        return bool(steps) and min(steps) <= left
+
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.sparsity < self.target_sparsity - 0.01:
+        if self.sparsity < self.target_sparsity - 0.01 and self.can_prune_more():
             rank_zero_warn(f"KernelPruning reached sparsity {self.sparsity:.3f} of "
                            f"{self.target_sparsity}: give the schedule more epochs")
         if self.compact_on_fit_end:
@@ -673,14 +701,15 @@ class KernelPruning(pl.Callback):
         a checkpoint of the compacted module rebuilds the smaller network, and re-derives the
         masks on the compacted shapes (kernels still zero inside surviving filters; a
         :class:`~lightning_modules.lsn.SparseKernelConv` is masked through its grouped
-        convolution, one kernel per row).
+        convolution, whose weight holds the (out, m) kept kernels).
         """
         model = _chain_model(pl_module)
         if model is None:
             rank_zero_warn(f"{type(pl_module).__name__} has no conv_chain(): kept the masked "
                            "network uncompacted (outputs are the same, cost is not lower)")
             return None
-        self.compaction = compact(model, self._example(pl_module, model))
+        self.compaction = compact(model, self._example(pl_module, model),
+                                  sparse_kernels=self.sparse_kernels)
         hp = getattr(pl_module, "hparams", None)
         if hp is not None and isinstance(hp.get("model_kwargs"), dict):
             if "n_filters" in hp["model_kwargs"]:
@@ -702,3 +731,85 @@ class KernelPruning(pl.Callback):
                 final["prune/macs_compacted"] = c.macs_after
             logger.log_metrics(final)
         return self.compaction
+
+
+# -- measurement ---------------------------------------------------------------------------
+def _cost_table(targets: list[float], n_chans: int, n_times: int, seed: int, time_batch: int,
+                repeats: int) -> list[dict]:
+    """Dense vs compacted parameters, MACs and (optionally) CPU time of LightSeizureNet pruned
+    by L1 in one round to each target, "filter_balanced" and "layer" scope, compacted with and
+    without sparse-kernel convolutions (fresh weights: the cost depends on how many kernels and
+    filters go, not on training)."""
+    import statistics
+    import time
+
+    from lightning_modules.lsn import LightSeizureNet
+
+    torch.manual_seed(seed)
+    dense = LightSeizureNet(n_chans, n_times=n_times).eval()
+    example = dense.example_input()
+    models = {"dense": dense}
+    rows = [{"model": "dense", "target": 0.0, "sparsity": 0.0, "params": count_params(dense),
+             "macs": count_macs(dense, example), "kernels_per_filter": None}]
+    for target in targets:
+        for scope, sparse_kernels in (("filter_balanced", True), ("filter_balanced", False),
+                                      ("layer", True), ("layer", False)):
+            model = copy.deepcopy(dense)
+            cb = KernelPruning(target_sparsity=target, amount=1.0, scope=scope)
+            cb.attach(model)
+            cb.prune_round()
+            sparsity = cb.sparsity
+            report = compact(model, example, sparse_kernels=sparse_kernels)
+            name = (f"{target:.2f} {scope}, "
+                    + ("sparse kernels" if sparse_kernels else "whole filters only"))
+            models[name] = model.eval()
+            rows.append({"model": name, "target": target, "sparsity": sparsity,
+                         "params": report.params_after, "macs": report.macs_after,
+                         "kernels_per_filter": report.kernels_per_filter})
+    if time_batch > 0:
+        x = torch.randn(time_batch, n_chans, n_times) * 50
+        times: dict[str, list[float]] = {k: [] for k in models}
+        with torch.inference_mode():
+            for m in models.values():
+                m(x)  # warm-up
+            for _ in range(repeats):  # interleaved, so load from other processes hits all alike
+                for k, m in models.items():
+                    t0 = time.perf_counter()
+                    m(x)
+                    times[k].append(time.perf_counter() - t0)
+        for row in rows:
+            row["ms_per_batch"] = 1e3 * statistics.median(times[row["model"]])
+    return rows
+
+
+def _main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m callbacks.pruning",
+        description="LightSeizureNet cost after balanced kernel-wise pruning and compaction")
+    parser.add_argument("--targets", type=float, nargs="+", default=[0.5, 0.6, 0.7])
+    parser.add_argument("--n-chans", type=int, default=18)
+    parser.add_argument("--n-times", type=int, default=512)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--time-batch", type=int, default=0,
+                        help="also time CPU inference on batches of this size (0: skip)")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rows = _cost_table(args.targets, args.n_chans, args.n_times, args.seed, args.time_batch,
+                       args.repeats)
+    dense = rows[0]
+    timed = "ms_per_batch" in dense
+    head = "| model | kernel sparsity | kernels per filter | params | MACs | MACs / dense |"
+    print(head + (f" ms per batch of {args.time_batch} ({args.threads} thread) |" if timed else ""))
+    print("|---" * (6 + timed) + "|")
+    for r in rows:
+        line = (f"| {r['model']} | {r['sparsity']:.3f} | {r['kernels_per_filter'] or 'all'} | "
+                f"{r['params']:,} | {r['macs']:,} | {r['macs'] / dense['macs']:.3f} |")
+        print(line + (f" {r['ms_per_batch']:.0f} |" if timed else ""))
+
+
+if __name__ == "__main__":
+    _main()

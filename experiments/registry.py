@@ -90,7 +90,8 @@ def build_pruning(cfg: DictConfig):
     p = cfg.pruning
     return KernelPruning(target_sparsity=float(p.target_sparsity), amount=float(p.fraction_per_round),
                          every_n_epochs=int(p.every_n_epochs), start_epoch=int(p.start_epoch),
-                         criterion=str(p.criterion), seed=int(cfg.seed))
+                         criterion=str(p.criterion), scope=str(p.scope),
+                         sparse_kernels=bool(p.sparse_kernels), seed=int(cfg.seed))
 
 
 def build_map_logger(cfg: DictConfig, out_dir: Path):
@@ -158,7 +159,10 @@ def extra_fold_metrics(cfg: DictConfig, trainer, module, dm, callbacks) -> dict:
     for cb in callbacks:
         if type(cb).__name__ == "KernelPruning":
             c = getattr(cb, "compaction", None)
-            out["pruning"] = {"history": list(cb.history), "sparsity": float(cb.sparsity),
+            # after compaction the masks are re-derived on the smaller shapes: the reached
+            # kernel sparsity is the last round's
+            reached = cb.history[-1]["sparsity"] if cb.history else 0.0
+            out["pruning"] = {"history": list(cb.history), "sparsity": float(reached),
                               **({"params_before": c.params_before, "params_after": c.params_after,
                                   "macs_before": c.macs_before, "macs_after": c.macs_after,
                                   "widths_after": list(c.widths_after)} if c is not None else {})}
@@ -167,8 +171,4 @@ def extra_fold_metrics(cfg: DictConfig, trainer, module, dm, callbacks) -> dict:
             if test:
                 out["ecam"] = {"events": len(test), "top_in_soz": float(np.mean([loc.in_soz for loc in test])),
                                "top_channels": [loc.top_channel for loc in test]}
-    loc = {k.split("/", 1)[1]: float(v) for k, v in trainer.callback_metrics.items()
-           if k.startswith("test/loc")}
-    if loc:
-        out["localization"] = loc
     return out

@@ -124,10 +124,10 @@ def _train_and_score(cfg: DictConfig, fold: str, fold_dir: Path, run_dir: Path) 
     ckpt_dir = fold_dir / "checkpoints"
     pruning = bool(cfg.pruning.enabled) and cfg.task == "detection"
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=None if pruning else cfg.trainer.monitor,
-                                 mode="max", save_last=True, enable_version_counter=False)
+                                 mode=cfg.trainer.monitor_mode, save_last=True, enable_version_counter=False)
     callbacks = [checkpoint]
     if not pruning:
-        callbacks.append(EarlyStopping(monitor=cfg.trainer.monitor, mode="max",
+        callbacks.append(EarlyStopping(monitor=cfg.trainer.monitor, mode=cfg.trainer.monitor_mode,
                                        patience=int(cfg.trainer.early_stopping_patience)))
     else:
         callbacks.append(registry.build_pruning(cfg))
@@ -153,7 +153,11 @@ def _train_and_score(cfg: DictConfig, fold: str, fold_dir: Path, run_dir: Path) 
         print(f"resuming fold {fold} from {last}", flush=True)
     trainer.fit(module, datamodule=dm, ckpt_path=str(last) if last.exists() else None)
     fit_s = time.time() - t0
-    # pruned runs keep the final (compacted) network; others the best validation checkpoint
+    # pruned runs keep the final (compacted) network, saved again now that it is compact;
+    # others the best validation checkpoint
+    if pruning:
+        compact_ckpt = ckpt_dir / "pruned.ckpt"
+        trainer.save_checkpoint(str(compact_ckpt))
     eval_ckpt = None if pruning else (checkpoint.best_model_path or None)
     if eval_ckpt:
         module = registry.load_module(cfg, eval_ckpt, model)
@@ -174,9 +178,12 @@ def _train_and_score(cfg: DictConfig, fold: str, fold_dir: Path, run_dir: Path) 
                   "macs_per_input": count_macs(module.model, example)},
         "epochs": int(trainer.current_epoch), "fit_seconds": round(fit_s, 1),
         "total_seconds": round(time.time() - t0, 1),
-        "checkpoint": eval_ckpt or str(last),
+        "checkpoint": str(ckpt_dir / "pruned.ckpt") if pruning else (eval_ckpt or str(last)),
     }
     metrics.update(registry.extra_fold_metrics(cfg, trainer, module, dm, callbacks))
+    loc = {k.split("/", 1)[1]: v for k, v in test_metrics.items() if k.startswith("test/loc")}
+    if loc:  # SZLoc: seizure- and patient-level localization accuracy on the held-out patient
+        metrics["localization"] = loc
     for lg in loggers:
         _finish_logger(lg, metrics)
     return metrics

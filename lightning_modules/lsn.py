@@ -42,6 +42,146 @@ class ECAM(NamedTuple):
     cam_features: torch.Tensor
 
 
+class SparseKernelConv(nn.Module):
+    """Convolution whose every filter reads only ``m`` of the input feature maps.
+
+    Kernel-wise pruning (Qiu et al., IEEE JBHI 2023; ``callbacks.pruning``, scope
+    ``"filter_balanced"``) leaves each filter of a layer with the same number ``m`` of its input
+    kernels. A dense convolution would still multiply the zeros; here the ``m`` input maps each
+    filter needs are gathered with a fixed index (``index_select``: memory traffic, no
+    multiply-accumulates) into ``out * m`` maps, and a grouped convolution (``groups = out``)
+    holding exactly the surviving kernels combines them. ``torch.utils.flop_counter`` then
+    counts ``out * m`` kernels per output position instead of ``out * in``.
+
+    Parameters
+    ----------
+    in_channels : int
+        Input feature maps of the dense convolution this one replaces.
+    kernel_index : sequence of sequence of int, shape (out, m)
+        Per output filter, the ``m`` distinct input maps it reads (in ``[0, in_channels)``).
+    kernel_size, stride, padding, dilation, padding_mode, bias
+        As for ``torch.nn.Conv2d`` (or ``Conv1d`` / ``Conv3d`` with ``dims``), applied to every
+        filter; replicate padding stays replicate padding.
+    dims : int
+        Spatial dimensions (2 for LightSeizureNet's (1, k) kernels on (B, F, C, T) maps).
+
+    Notes
+    -----
+    Output equals ``conv(x, dense_weight())`` of the dense convolution with the same stride,
+    padding and dilation. On CPU a grouped convolution over ``out * m`` gathered maps is not
+    always faster than the dense one it replaces; the MACs and parameters are what drop.
+    """
+
+    def __init__(self, in_channels: int, kernel_index: Sequence[Sequence[int]],
+                 kernel_size: int | Sequence[int], stride: int | Sequence[int] = 1,
+                 padding: int | str | Sequence[int] = 0, dilation: int | Sequence[int] = 1,
+                 padding_mode: str = "zeros", bias: bool = False, dims: int = 2,
+                 device=None, dtype=None):
+        super().__init__()
+        rows = [[int(i) for i in row] for row in kernel_index]
+        if not rows or len({len(r) for r in rows}) != 1 or not rows[0]:
+            raise ValueError("kernel_index needs one equally long, non-empty list of input maps "
+                             f"per filter, got lengths {[len(r) for r in rows]}")
+        index = torch.tensor(rows, dtype=torch.long)
+        if int(index.min()) < 0 or int(index.max()) >= in_channels:
+            raise ValueError(f"kernel_index reads input maps {int(index.min())}..{int(index.max())}"
+                             f" of a layer with {in_channels} inputs")
+        if any(len(set(row)) != len(row) for row in index.tolist()):
+            raise ValueError("kernel_index lists an input map twice for one filter")
+        if dims not in (1, 2, 3):
+            raise ValueError(f"dims must be 1, 2 or 3, got {dims}")
+        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+            raise ValueError(f"unknown padding_mode {padding_mode!r}")
+        n_out, m = index.shape
+        self.in_channels = int(in_channels)
+        self.out_channels = int(n_out)
+        self.register_buffer("index", index)
+        conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[dims - 1]
+        # Zero padding is free inside the convolution; other modes pad the narrow input before
+        # the gather widens it m-fold (same result: padding commutes with picking channels).
+        self.grouped = conv(n_out * m, n_out, kernel_size, stride=stride,
+                            padding=padding if padding_mode == "zeros" else 0, dilation=dilation,
+                            groups=n_out, bias=bias, device=device, dtype=dtype)
+        if padding == "same" and any(st != 1 for st in self.grouped.stride):
+            raise ValueError("padding='same' needs stride 1")
+        n_dims = len(self.grouped.kernel_size)
+        self.padding = padding if isinstance(padding, str) else (
+            (int(padding),) * n_dims if isinstance(padding, int) else tuple(int(p) for p in padding))
+        self.padding_mode = padding_mode
+        self._pad = None
+        if padding_mode != "zeros":
+            pad: list[int] = []
+            for k, d, p in reversed(list(zip(self.grouped.kernel_size, self.grouped.dilation,
+                                             self._padding_per_dim()))):
+                if p is None:  # "same": the extra sample of an even span goes right, as torch does
+                    pad += [d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2]
+                else:
+                    pad += [p, p]
+            self._pad = tuple(pad) if any(pad) else None
+
+    def _padding_per_dim(self) -> list[int | None]:
+        """Padding per spatial dimension; None for "same" (depends on the kernel span)."""
+        n = len(self.grouped.kernel_size)
+        if self.padding == "valid":
+            return [0] * n
+        if self.padding == "same":
+            return [None] * n
+        return list(self.padding)
+
+    # The attributes of the dense convolution this one stands for (compaction reads them).
+    kernel_size = property(lambda self: self.grouped.kernel_size)
+    stride = property(lambda self: self.grouped.stride)
+    dilation = property(lambda self: self.grouped.dilation)
+    bias = property(lambda self: self.grouped.bias)
+
+    @property
+    def kernels_per_filter(self) -> int:
+        """``m``: input kernels each filter computes."""
+        return int(self.index.shape[1])
+
+    @property
+    def kernel_index(self) -> list[list[int]]:
+        return self.index.tolist()
+
+    def dense_weight(self) -> torch.Tensor:
+        """The equivalent dense weight (out, in, *kernel), zeros for the kernels not read."""
+        w = self.grouped.weight
+        dense = w.new_zeros((self.out_channels, self.in_channels) + tuple(w.shape[2:]))
+        rows = torch.arange(self.out_channels, device=w.device).unsqueeze(1).expand_as(self.index)
+        return dense.index_put((rows, self.index), w.view(self.index.shape + w.shape[2:]),
+                               accumulate=True)
+
+    @torch.no_grad()
+    def load_dense_weight(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
+        """Copy the kernels this module reads from a dense weight (out, in, *kernel).
+
+        Raises ``ValueError`` if a non-zero kernel of ``weight`` is not in ``kernel_index``
+        (it would be silently dropped).
+        """
+        expected = (self.out_channels, self.in_channels) + tuple(self.grouped.weight.shape[2:])
+        if tuple(weight.shape) != expected:
+            raise ValueError(f"dense weight {tuple(weight.shape)} does not fit {expected}")
+        index = self.index.to(weight.device)
+        rows = torch.arange(self.out_channels, device=weight.device).unsqueeze(1).expand_as(index)
+        read = torch.zeros(expected[:2], dtype=torch.bool, device=weight.device)
+        read[rows, index] = True
+        if bool(((weight.detach().flatten(2) != 0).any(-1) & ~read).any()):
+            raise ValueError("the dense weight has non-zero kernels outside kernel_index")
+        picked = weight[rows, index]
+        self.grouped.weight.copy_(picked.reshape(self.grouped.weight.shape))
+        if bias is not None:
+            self.grouped.bias.copy_(bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._pad is not None:
+            x = F.pad(x, self._pad, mode=self.padding_mode)
+        return self.grouped(x.index_select(1, self.index.flatten()))
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernels_per_filter="
+                f"{self.kernels_per_filter}, kernel_size={self.kernel_size}")
+
+
 class ConvBlock(nn.Module):
     """Temporal convolution -> BatchNorm -> ReLU on a (B, F, C, T) map, channel axis untouched.
 
@@ -50,17 +190,26 @@ class ConvBlock(nn.Module):
     Padding is "same" around the kernel centre and replicates the edge sample: a constant input
     map then stays constant, which lets kernel-wise pruning fold a fully pruned filter into the
     next layer exactly (see ``callbacks.pruning.compact``), and it avoids the step a zero pad
-    puts at the window edges of an unstandardized EEG.
+    puts at the window edges of an unstandardized EEG. With ``kernel_index`` (per filter, the
+    input maps it reads) the convolution is a :class:`SparseKernelConv`: what a kernel-wise
+    pruned, compacted block is rebuilt as.
     """
 
     def __init__(self, in_filters: int, out_filters: int, kernel_size: int, stride: int = 1,
-                 dilation: int = 1):
+                 dilation: int = 1, kernel_index: Sequence[Sequence[int]] | None = None):
         super().__init__()
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd so the output is centred, got {kernel_size}")
-        self.conv = nn.Conv2d(in_filters, out_filters, (1, kernel_size), stride=(1, stride),
-                              dilation=(1, dilation), padding=(0, dilation * (kernel_size - 1) // 2),
-                              padding_mode="replicate", bias=False)  # BN carries the bias
+        conv_kw = dict(stride=(1, stride), dilation=(1, dilation),
+                       padding=(0, dilation * (kernel_size - 1) // 2), padding_mode="replicate",
+                       bias=False)  # BN carries the bias
+        if kernel_index is None:
+            self.conv = nn.Conv2d(in_filters, out_filters, (1, kernel_size), **conv_kw)
+        else:
+            if len(kernel_index) != out_filters:
+                raise ValueError(f"kernel_index has {len(kernel_index)} filters, the block "
+                                 f"{out_filters}")
+            self.conv = SparseKernelConv(in_filters, kernel_index, (1, kernel_size), **conv_kw)
         self.bn = nn.BatchNorm2d(out_filters)
         self.act = nn.ReLU()
 
@@ -93,6 +242,11 @@ class LightSeizureNet(nn.Module):
         CAM and the logits always see the same features).
     freq_band : (float, float)
         Band in Hz searched for the ECAM dominant frequency.
+    kernel_index : sequence or None
+        Per block, None (dense) or, per filter of the block, the input feature maps it reads
+        (all filters of a block read the same number): the kernels that survived kernel-wise
+        pruning. ``callbacks.pruning.compact`` builds such blocks (:class:`SparseKernelConv`)
+        and :attr:`init_kwargs` reports them, so a checkpoint rebuilds the compacted network.
 
     Notes
     -----
@@ -112,8 +266,10 @@ class LightSeizureNet(nn.Module):
     linear layer give the logits. Nothing ever mixes EEG channels, so the model is the same
     detector run on every channel, pooled; this is what makes the CAM per channel exact.
     Cost for 18 x 512 (``lightning_modules.cost``): 6.16 M MACs and 4,778 parameters, within
-    the paper's 6.2 M MACs patient-independent budget; kernel-wise pruning
-    (``callbacks.pruning``) takes it lower.
+    the paper's 6.2 M MACs patient-independent budget. Filter-balanced kernel-wise pruning
+    (``callbacks.pruning``) of 60 % of the kernels, compacted into :class:`SparseKernelConv`
+    blocks (the first block, one input map per filter, stays dense), leaves 2.58 M MACs and
+    2,074 parameters (``python -m callbacks.pruning``).
 
     Input scaling: EEG arrives in microvolts, filtered but not standardized. The model divides
     by a fixed ``input_scale_uv`` (100 uV) rather than standardizing each window, because
@@ -143,6 +299,7 @@ class LightSeizureNet(nn.Module):
         compress: bool = True,
         dropout: float = 0.2,
         freq_band: tuple[float, float] = (1.0, 30.0),
+        kernel_index: Sequence[Sequence[Sequence[int]] | None] | None = None,
     ):
         super().__init__()
         lengths = {len(n_filters), len(kernel_sizes), len(strides), len(dilations)}
@@ -168,10 +325,19 @@ class LightSeizureNet(nn.Module):
         self.freq_band = (float(freq_band[0]), float(freq_band[1]))
         self.dropout_p = float(dropout)
 
+        if kernel_index is None:
+            kernel_index = [None] * len(self.n_filters)
+        if len(kernel_index) != len(self.n_filters):
+            raise ValueError(f"kernel_index needs one entry (None or per-filter input lists) per "
+                             f"block, {len(self.n_filters)}, got {len(kernel_index)}")
         blocks = []
         in_f = 1
-        for f, k, s, d in zip(self.n_filters, self.kernel_sizes, self.strides, self.dilations):
-            blocks.append(ConvBlock(in_f, f, k, s, d))
+        for i, (f, k, s, d) in enumerate(zip(self.n_filters, self.kernel_sizes, self.strides,
+                                             self.dilations)):
+            try:
+                blocks.append(ConvBlock(in_f, f, k, s, d, kernel_index=kernel_index[i]))
+            except ValueError as err:
+                raise ValueError(f"block {i}: {err}") from err
             in_f = f
         self.blocks = nn.ModuleList(blocks)
         self.dropout = nn.Dropout(dropout)
@@ -180,13 +346,22 @@ class LightSeizureNet(nn.Module):
     # -- bookkeeping ------------------------------------------------------------------------
     @property
     def init_kwargs(self) -> dict:
-        """Constructor arguments that rebuild this network (widths follow pruning compaction)."""
+        """Constructor arguments that rebuild this network (widths and kept kernels follow
+        pruning compaction)."""
         return dict(n_chans=self.n_chans, n_outputs=self.n_outputs, n_times=self.n_times,
                     sfreq=self.sfreq, n_filters=list(self.n_filters),
                     kernel_sizes=list(self.kernel_sizes), strides=list(self.strides),
                     dilations=list(self.dilations), input_scale_uv=self.input_scale_uv,
                     compress=self.compress, dropout=self.dropout_p,
-                    freq_band=list(self.freq_band))
+                    freq_band=list(self.freq_band), kernel_index=self.kernel_index)
+
+    @property
+    def kernel_index(self) -> list[list[list[int]] | None] | None:
+        """Per block, the input maps each filter reads (None for a dense block); None when all
+        blocks are dense. Read from the blocks, so it follows compaction."""
+        index = [b.conv.kernel_index if isinstance(b.conv, SparseKernelConv) else None
+                 for b in self.blocks]
+        return None if all(i is None for i in index) else index
 
     @property
     def total_stride(self) -> int:

@@ -117,3 +117,46 @@ def test_a_failing_fold_is_reported_and_the_others_go_on(tmp_path, monkeypatch):
     assert summary["folds_ok"] == ["chb01"]
     assert "simulated failure" in summary["folds_failed"]["chb02"]
     assert "simulated failure" in (tmp_path / "runs/smoke/f/summary.md").read_text()
+
+
+def test_szloc_fold_localizes_and_scores(tmp_path):
+    """One SZLoc fold end to end: clips, the multi-task loss, onset-map panels, per-window
+    probabilities scored the SzCORE way, localization metrics in metrics.json."""
+    r = subprocess.run([sys.executable, "-m", "experiments", "run", "smoke_szloc", "run_id=z",
+                        "folds=[chb02]", f"synthetic.root={tmp_path / 'corpus'}", f"cache_dir={tmp_path / 'cache'}",
+                        f"runs_dir={tmp_path / 'runs'}", "wandb.enabled=false"],
+                       capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    fold = tmp_path / "runs/smoke_szloc/z/folds/chb02"
+    m = json.loads((fold / "metrics.json").read_text())
+    assert 0.0 <= m["localization"]["loc_acc_seizure_attn"] <= 1.0
+    assert m["model"]["params"] > 10_000 and m["model"]["macs_per_input"] > 0
+    assert m["recordings"] and m["recordings"][0]["event"]["ref"] >= 1
+    assert list((fold / "panels").glob("test_*.png"))
+    preds = (fold / "predictions.csv").read_text().splitlines()
+    # 1 s windows tiling the held-out recording: about one prediction per second
+    duration = m["recordings"][0]["event"]["hours"] * 3600
+    n = sum(1 for line in preds[1:] if line.startswith(m["recordings"][0]["recording_id"] + ","))
+    assert abs(n - duration) <= 2
+
+
+def test_pruned_fold_compacts_and_saves_a_rebuildable_checkpoint(tmp_path):
+    from experiments.config import load_config
+    from experiments.predict import load_checkpoint
+    from experiments.runner import run_experiment
+    from lightning_modules.cost import count_macs
+
+    cfg = load_config("smoke", [f"synthetic.root={tmp_path / 'corpus'}", f"cache_dir={tmp_path / 'cache'}",
+                                f"runs_dir={tmp_path / 'runs'}", "run_id=p", "folds=[chb02]",
+                                "pruning.enabled=true", "pruning.start_epoch=0", "pruning.every_n_epochs=1",
+                                "pruning.fraction_per_round=0.5", "trainer.max_epochs=3",
+                                "maps.enabled=false", "wandb.enabled=false"], env={})
+    assert run_experiment(cfg) == 0
+    m = json.loads((tmp_path / "runs/smoke/p/folds/chb02/metrics.json").read_text())
+    pr = m["pruning"]
+    assert pr["sparsity"] >= 0.55 and pr["macs_after"] <= 0.5 * pr["macs_before"]
+    assert m["model"]["macs_per_input"] == pr["macs_after"]
+    module = load_checkpoint(m["checkpoint"])
+    import torch
+    assert count_macs(module.model, torch.zeros(1, 18, 512)) == pr["macs_after"]

@@ -65,9 +65,30 @@ def test_compacted_lsn_exports_with_cam(tmp_path):
     np.testing.assert_allclose(logits, ref.logits.numpy(), atol=1e-4, rtol=1e-3)
     np.testing.assert_allclose(cam, ref.cam_features.numpy(), atol=1e-4, rtol=1e-3)
     assert cam.shape == (3, 18, 64)
-    # The file holds the compacted (smaller) weights.
-    init = {i.name: i.dims for i in onnx.load(str(result.path)).graph.initializer}
-    assert any(list(d) == [13, 16, 1, 3] for d in init.values())
+    # The file holds the compacted (smaller) weights: block 3 keeps 13 filters, each computing
+    # m < 16 kernels (a grouped convolution after a gather of the maps it reads).
+    m = report.kernels_per_filter[3]
+    assert m < 16
+    graph = onnx.load(str(result.path)).graph
+    init = {i.name: list(i.dims) for i in graph.initializer}
+    assert [13, m, 1, 3] in init.values() and [13 * m] in init.values()  # kernels, gather index
+    assert [16, 16, 1, 3] not in init.values()
+    assert {"Gather", "Conv", "Pad"} <= {n.op_type for n in graph.node}
+
+
+def test_whole_filter_compaction_exports_dense_weights(tmp_path):
+    model = _lsn(1)
+    cb = KernelPruning(target_sparsity=0.5, amount=1.0)
+    cb.attach(model)
+    cb.prune_round()
+    cb.masks["blocks.3.conv"][[0, 1, 2]] = False
+    cb.apply_masks()
+    report = compact(model.eval(), sparse_kernels=False)
+    assert report.kernels_per_filter == (1, 8, 16, 16, 13, 16, 16)
+    result = export_onnx(model, tmp_path / "lsn_dense.onnx")
+    assert result.max_abs_diff < 1e-4
+    init = {i.name: list(i.dims) for i in onnx.load(str(result.path)).graph.initializer}
+    assert [13, 16, 1, 3] in init.values()
 
 
 class Plain(nn.Module):

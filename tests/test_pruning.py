@@ -17,7 +17,7 @@ from callbacks.pruning import (KernelPruning, compact, kernel_mask, kernel_score
                                unpruned_params)
 from lightning_modules.cost import count_macs, count_params
 from lightning_modules.detection import SeizureDetectionModule
-from lightning_modules.lsn import LightSeizureNet
+from lightning_modules.lsn import LightSeizureNet, SparseKernelConv
 
 torch.set_num_threads(1)
 C, T, SFREQ = 18, 512, 256.0
@@ -112,13 +112,24 @@ def test_l1_bn_prunes_whole_weak_filters():
     torch.manual_seed(0)
     model = LightSeizureNet(C)
     model.blocks[3].bn.weight.data[[2, 5]] = 1e-3  # two filters the network barely uses
-    cb = KernelPruning(target_sparsity=0.2, amount=1.0, criterion="l1_bn")
+    cb = KernelPruning(target_sparsity=0.2, amount=1.0, criterion="l1_bn", scope="layer")
     cb.attach(model)
     cb.prune_round()
     mask = cb.masks["blocks.3.conv"]
     assert not mask[[2, 5]].any()  # their kernels go first: whole rows
     nxt = cb.masks["blocks.4.conv"]
     assert not nxt[:, [2, 5]].any()  # and the kernels reading them
+    # Balanced scope keeps every filter's row count equal, but every filter of the next layer
+    # drops its inputs from the weak filters first: nobody reads them, compaction removes them.
+    torch.manual_seed(0)
+    model = LightSeizureNet(C)
+    model.blocks[3].bn.weight.data[[2, 5]] = 1e-3
+    cb = KernelPruning(target_sparsity=0.2, amount=1.0, criterion="l1_bn")
+    cb.attach(model)
+    cb.prune_round()
+    assert cb.masks["blocks.3.conv"].sum(1).unique().tolist() == [13]
+    assert not cb.masks["blocks.4.conv"][:, [2, 5]].any()
+    assert compact(model.eval()).widths_after[3] == 14
 
 
 def test_bad_arguments():
@@ -176,9 +187,17 @@ def test_compaction_matches_masked_model():
     rebuilt.load_state_dict(small.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(rebuilt.eval()(x), ref, atol=1e-5, rtol=1e-5)
+    # Forced whole rows and columns leave some filters with fewer kernels than others: those
+    # layers are compacted to the largest count, the missing kernels padded with zeros.
+    assert isinstance(small.blocks[6].conv, SparseKernelConv)
+    assert report.kernels_per_filter[6] < report.widths_after[5]
     # Compacting again removes nothing more and changes nothing.
     again = compact(small)
     assert again.widths_after == again.widths_before
+    assert again.kernels_per_filter == report.kernels_per_filter
+    assert again.macs_after == report.macs_after and again.params_after == report.params_after
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), ref, atol=1e-5, rtol=1e-5)
 
 
 class ZeroPadChain(nn.Module):
@@ -220,6 +239,173 @@ def test_compaction_keeps_unfoldable_filters_with_zero_padding():
     torch.testing.assert_close(model(x), ref, atol=1e-5, rtol=1e-5)
     with pytest.raises(TypeError, match="no conv_chain"):
         compact(nn.Sequential(nn.Conv1d(2, 2, 3)))
+
+
+# -- balanced kernel-wise pruning and sparse-kernel compaction ----------------------------
+def test_filter_balanced_scope_is_the_default_and_balanced():
+    torch.manual_seed(0)
+    model = LightSeizureNet(C)
+    before = {n: kernel_scores(m.weight, "l1").clone()
+              for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    cb = KernelPruning(target_sparsity=0.6, amount=1.0)
+    assert cb.scope == "filter_balanced"
+    cb.attach(model)
+    cb.prune_round()
+    total = sum(m.numel() for m in cb.masks.values())
+    # Never above the target, and short of it by less than one step (one kernel per filter).
+    assert 0.6 - 16 / total < cb.sparsity <= 0.6
+    assert not cb.can_prune_more() and cb.prune_round() == 0
+    assert cb.masks["blocks.0.conv"].all()  # one input map per filter: nothing to choose from
+    kept = {}
+    for name, mask in cb.masks.items():
+        if name == "blocks.0.conv":
+            continue
+        per_filter = mask.sum(1).unique().tolist()
+        assert len(per_filter) == 1, (name, per_filter)  # every filter keeps the same number
+        kept[name] = per_filter[0]
+        scores = before[name]
+        for o in range(mask.shape[0]):  # inside each filter, the weakest kernels went
+            assert scores[o][~mask[o]].max() <= scores[o][mask[o]].min()
+    # Each layer keeps ceil or floor of 40 % of its 8 or 16 inputs.
+    assert kept["blocks.1.conv"] in (3, 4)
+    assert all(v in (6, 7) for k, v in kept.items() if k != "blocks.1.conv")
+
+
+def test_filter_balanced_rounds_progress_and_stay_balanced():
+    torch.manual_seed(0)
+    cb = KernelPruning(target_sparsity=0.5, amount=0.2)
+    cb.attach(LightSeizureNet(C))
+    seen = [cb.sparsity]
+    while cb.prune_round() > 0:
+        seen.append(cb.sparsity)
+        assert all(len(m.sum(1).unique()) == 1 for m in cb.masks.values())
+    assert len(seen) > 3 and seen == sorted(seen) and 0.49 < seen[-1] <= 0.5
+    # A round smaller than one step (16 kernels) still takes the cheapest step.
+    torch.manual_seed(0)
+    cb = KernelPruning(target_sparsity=0.5, amount=0.001)
+    cb.attach(LightSeizureNet(C))
+    assert cb.prune_round() == 16 and cb.can_prune_more()
+
+
+@pytest.mark.parametrize("target, macs, params", [(0.5, 3_207_200, 2_538),
+                                                   (0.6, 2_580_512, 2_074),
+                                                   (0.7, 2_009_120, 1_658)])
+def test_balanced_compaction_really_drops_macs(target, macs, params):
+    torch.manual_seed(0)
+    model = LightSeizureNet(C)
+    _randomize_bn(model)
+    model.eval()
+    dense_macs = count_macs(model, model.example_input())
+    cb = KernelPruning(target_sparsity=target, amount=1.0)
+    cb.attach(model)
+    cb.prune_round()
+    x = torch.randn(4, C, T) * 50
+    with torch.no_grad():
+        ref, ref_ecam = model(x), model.ecam(x)
+    masked_sparse = sparse_macs(model, model.example_input())
+    report = compact(model)
+    # flop_counter on the compacted network counts exactly the surviving kernels.
+    assert report.macs_before == dense_macs == 6_156_320
+    assert report.macs_after == masked_sparse == count_macs(model, model.example_input()) == macs
+    assert report.params_after == count_params(model) == params < 4_778
+    if target >= 0.6:
+        assert report.macs_after <= 0.5 * dense_macs
+    per_filter = [kept for kept in report.kernels_per_filter]
+    assert per_filter[0] == 1 and all(m < f for m, f in zip(per_filter[1:], report.widths_after))
+    assert all(isinstance(b.conv, SparseKernelConv) for b in model.blocks[1:])
+    with torch.no_grad():
+        out, ecam = model(x), model.ecam(x)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ecam.cam, ref_ecam.cam, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ecam.cam_features, ref_ecam.cam_features, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ecam.freq, ref_ecam.freq, atol=1e-3, rtol=0)
+    # init_kwargs carries the kept kernels: the compact network rebuilds from them.
+    kwargs = model.init_kwargs
+    assert [len(ki[0]) if ki else None for ki in kwargs["kernel_index"]] == [None] + per_filter[1:]
+    rebuilt = LightSeizureNet(**kwargs)
+    rebuilt.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.eval()(x), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_compacted_network_can_be_pruned_and_compacted_again():
+    torch.manual_seed(0)
+    model = LightSeizureNet(C)
+    _randomize_bn(model)
+    cb = KernelPruning(target_sparsity=0.5, amount=1.0)
+    cb.attach(model)
+    cb.prune_round()
+    first = compact(model.eval())
+    # A second callback sees the grouped convolutions' (out, m) kernels and prunes inside them.
+    cb2 = KernelPruning(target_sparsity=0.25, amount=1.0, criterion="l1_bn")
+    cb2.attach(model)
+    assert "blocks.3.conv.grouped" in cb2.masks and cb2.masks["blocks.3.conv.grouped"].shape == (16, 8)
+    assert cb2.prune_round() > 0
+    x = torch.randn(3, C, T) * 50
+    with torch.no_grad():
+        ref = model(x)
+    second = compact(model)
+    assert second.macs_after < first.macs_after
+    assert all(m2 <= m1 for m1, m2 in zip(first.kernels_per_filter, second.kernels_per_filter))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("padding, padding_mode, stride, dilation, dims", [
+    ((0, 2), "replicate", (1, 2), (1, 1), 2),
+    ((0, 4), "reflect", (1, 1), (1, 2), 2),
+    ((1, 2), "zeros", (1, 1), (1, 1), 2),
+    ("same", "replicate", (1, 1), (1, 3), 2),
+    ("valid", "circular", (1, 2), (1, 1), 2),
+    (3, "circular", 2, 2, 1),
+])
+def test_sparse_kernel_conv_equals_masked_dense_conv(padding, padding_mode, stride, dilation, dims):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    g = torch.Generator().manual_seed(0)
+    n_in, n_out, m = 6, 5, 3
+    index = [sorted(torch.randperm(n_in, generator=g)[:m].tolist()) for _ in range(n_out)]
+    ks = (1, 5) if dims == 2 else 4
+    conv_cls = nn.Conv2d if dims == 2 else nn.Conv1d
+    dense = conv_cls(n_in, n_out, ks, stride=stride, padding=padding, dilation=dilation,
+                     padding_mode=padding_mode, bias=True)
+    mask = torch.zeros(n_out, n_in, dtype=torch.bool)
+    for o, row in enumerate(index):
+        mask[o, row] = True
+    with torch.no_grad():
+        dense.weight.mul_(mask.view(mask.shape + (1,) * dims))
+    sparse = SparseKernelConv(n_in, index, ks, stride=stride, padding=padding, dilation=dilation,
+                              padding_mode=padding_mode, bias=True, dims=dims)
+    sparse.load_dense_weight(dense.weight.detach(), dense.bias.detach())
+    torch.testing.assert_close(sparse.dense_weight(), dense.weight.detach())
+    x = torch.randn((2, n_in, 3, 40) if dims == 2 else (2, n_in, 40), generator=g)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        out = sparse(x)
+    torch.testing.assert_close(out, dense(x).detach(), atol=1e-5, rtol=1e-5)
+    k = 5 if dims == 2 else 4
+    assert counter.get_total_flops() // 2 == out.numel() * m * k  # only the kept kernels
+    assert sparse.padding_mode == padding_mode and sparse.kernels_per_filter == m
+
+
+def test_sparse_kernel_conv_errors():
+    with pytest.raises(ValueError, match="equally long"):
+        SparseKernelConv(4, [[0, 1], [2]], (1, 3))
+    with pytest.raises(ValueError, match="reads input maps 0..4 of a layer with 4 inputs"):
+        SparseKernelConv(4, [[0, 4]], (1, 3))
+    with pytest.raises(ValueError, match="twice"):
+        SparseKernelConv(4, [[1, 1]], (1, 3))
+    with pytest.raises(ValueError, match="padding_mode"):
+        SparseKernelConv(4, [[1, 2]], (1, 3), padding_mode="edge")
+    conv = SparseKernelConv(4, [[0, 1], [2, 3]], (1, 3))
+    w = torch.ones(2, 4, 1, 3)  # filter 0 also has a kernel on input 2: it would be lost
+    with pytest.raises(ValueError, match="outside kernel_index"):
+        conv.load_dense_weight(w)
+    with pytest.raises(ValueError, match=r"does not fit \(2, 4, 1, 3\)"):
+        conv.load_dense_weight(torch.ones(2, 5, 1, 3))
+    with pytest.raises(ValueError, match="one entry .* per block, 7, got 2"):
+        LightSeizureNet(C, kernel_index=[None, None])
+    with pytest.raises(ValueError, match="block 1: kernel_index has 2 filters, the block 16"):
+        LightSeizureNet(C, kernel_index=[None, [[0], [1]], None, None, None, None, None])
 
 
 def test_sparse_macs_equals_flop_counter_on_dense_model():
@@ -268,14 +454,31 @@ def test_schedule_masks_hold_and_compaction_at_fit_end(loader, tmp_path):
         torch.testing.assert_close(reloaded(x), ref, atol=1e-5, rtol=1e-5)
 
 
-def test_compaction_runs_on_fit_end(loader):
+def test_compaction_runs_on_fit_end(loader, tmp_path):
+    pl.seed_everything(0)
     module = SeizureDetectionModule(LightSeizureNet(C))
-    cb = KernelPruning(target_sparsity=0.5, amount=1.0)
-    _trainer(max_epochs=1, callbacks=[cb], limit_train_batches=2).fit(module, loader)
+    cb = KernelPruning(target_sparsity=0.6, amount=1.0)
+    trainer = _trainer(max_epochs=1, callbacks=[cb], limit_train_batches=2)
+    trainer.fit(module, loader)
     assert cb.compaction is not None
     assert module.model.n_filters == cb.compaction.widths_after
     assert count_macs(module.model, module.model.example_input()) == cb.compaction.macs_after
-    assert cb.compaction.macs_after < 6_156_320
+    assert cb.compaction.macs_after <= 0.5 * 6_156_320
+    assert cb.history[-1]["macs_compact"] == cb.compaction.macs_after  # what the log promised
+    # The checkpoint of the compacted module rebuilds the same sparse network.
+    kernel_index = module.hparams.model_kwargs["kernel_index"]
+    assert kernel_index == module.model.kernel_index and kernel_index[0] is None
+    path = tmp_path / "compacted.ckpt"
+    trainer.save_checkpoint(path)
+    reloaded = SeizureDetectionModule.load_from_checkpoint(path).eval()
+    assert isinstance(reloaded.model.blocks[3].conv, SparseKernelConv)
+    assert count_macs(reloaded.model, reloaded.model.example_input()) == cb.compaction.macs_after
+    x = torch.from_numpy(loader.dataset.x[:6])
+    module.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x), module(x), atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(reloaded.model.ecam(x).cam, module.model.ecam(x).cam,
+                                   atol=1e-6, rtol=1e-6)
 
 
 def test_resume_restores_masks_and_schedule(loader, tmp_path):
