@@ -4,7 +4,7 @@ prediction covers every second of every held-out recording with consecutive clip
 from __future__ import annotations
 
 import numpy as np
-from torch.utils.data import DataLoader
+from torch.utils.data import ConcatDataset, DataLoader
 
 from .clips import Clip, ClipDataset, SeizureClipIndex
 from .datamodule import LOSODataModule, collate_windows
@@ -52,9 +52,10 @@ class LOSOClipDataModule(LOSODataModule):
     """
 
     def __init__(self, *args, n_windows: int = 45, background_per_seizure: float = 2.0,
-                 window_s: float = 1.0, **kwargs):
+                 window_s: float = 1.0, train_repeats: int = 1, **kwargs):
         super().__init__(*args, window_s=window_s, **kwargs)
         self.n_windows = int(n_windows)
+        self.train_repeats = max(1, int(train_repeats))
         self.background_per_seizure = float(background_per_seizure)
         self._clip_index: dict[str, object] = {}
 
@@ -86,7 +87,13 @@ class LOSOClipDataModule(LOSODataModule):
                           persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        # seizures are few: each epoch sees every seizure train_repeats times, each time with the
+        # onset at a new random window (and new background clips)
+        ds = ClipDataset(self._clip_index["train"], channels=self.montage, min_overlap=self.min_overlap)
+        if self.train_repeats > 1:
+            ds = ConcatDataset([ds] * self.train_repeats)
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("predict")

@@ -50,25 +50,31 @@ def preprocess(x: np.ndarray, sfreq: float, cfg: PreprocessingConfig) -> tuple[n
 
     Returns the processed float32 signal and its sampling rate.
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float32)
     nyq = sfreq / 2.0
     low = cfg.l_freq if cfg.l_freq and cfg.l_freq > 0 else None
     high = cfg.h_freq if cfg.h_freq and cfg.h_freq < nyq else None
+    stages = []  # (kind, coefficients), applied forward and backward
     if x.shape[-1] > 3 * (2 * cfg.filter_order + 1):
         if low and high:
-            sos = sps.butter(cfg.filter_order, [low, high], btype="bandpass", fs=sfreq, output="sos")
+            stages.append(("sos", sps.butter(cfg.filter_order, [low, high], btype="bandpass", fs=sfreq, output="sos")))
         elif low:
-            sos = sps.butter(cfg.filter_order, low, btype="highpass", fs=sfreq, output="sos")
+            stages.append(("sos", sps.butter(cfg.filter_order, low, btype="highpass", fs=sfreq, output="sos")))
         elif high:
-            sos = sps.butter(cfg.filter_order, high, btype="lowpass", fs=sfreq, output="sos")
-        else:
-            sos = None
-        if sos is not None:
-            x = sps.sosfiltfilt(sos, x, axis=-1)
+            stages.append(("sos", sps.butter(cfg.filter_order, high, btype="lowpass", fs=sfreq, output="sos")))
         notch = cfg.notch_freq
         if notch and notch < nyq and (high is None or notch < high * 1.25):
-            b, a = sps.iirnotch(notch, Q=30.0, fs=sfreq)
-            x = sps.filtfilt(b, a, x, axis=-1)
+            stages.append(("ba", sps.iirnotch(notch, Q=30.0, fs=sfreq)))
+    if stages:
+        # channel by channel, in float64, into a float32 result: whole-array float64 copies
+        # (and scipy's internal ones) dominated time and memory of the cache build
+        out = np.empty(x.shape, dtype=np.float32)
+        for i in range(x.shape[0]):
+            ch = x[i].astype(np.float64)
+            for kind, coef in stages:
+                ch = sps.sosfiltfilt(coef, ch) if kind == "sos" else sps.filtfilt(*coef, ch)
+            out[i] = ch
+        x = out
     out_sfreq = float(sfreq)
     if cfg.sfreq and abs(cfg.sfreq - sfreq) > 1e-6:
         ratio = Fraction(cfg.sfreq / sfreq).limit_denominator(1000)

@@ -41,6 +41,7 @@ def build_datamodule(cfg: DictConfig, fold: str):
         common["window_s"] = 1.0  # SZLoc works on 1 s windows (data.window_s is the detectors')
         return LOSOClipDataModule(n_windows=int(d.clip_windows),
                                   background_per_seizure=float(d.background_clips_per_seizure),
+                                  train_repeats=int(d.clip_train_repeats),
                                   min_overlap=float(d.min_overlap), **common)
     return LOSODataModule(train_hop_s=float(d.train_hop_s), seizure_hop_s=float(d.seizure_hop_s),
                           min_overlap=float(d.min_overlap), background_ratio=float(d.background_ratio),

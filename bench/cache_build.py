@@ -1,0 +1,216 @@
+"""Section 1 and 6: EDF to windows ready for training, each build in a fresh process.
+
+Ours: :func:`datamodules.cache.build_cache` (EDF -> 18-channel double banana -> band-pass ->
+resample -> one HDF5 file per patient) then :func:`datamodules.windows.make_windows`.
+
+braindecode: MNE reads each EDF, the 18 bipolar channels are picked by name (the synthetic
+EDFs are bipolar already), ``braindecode.preprocessing.preprocess`` converts to microvolts,
+band-passes with the same filter (MNE ``method='iir'``, Butterworth order 4, second-order
+sections, zero phase = forward-backward, as ``scipy.signal.sosfiltfilt`` in ours) and resamples,
+``create_fixed_length_windows`` cuts the same non-overlapping windows and the windows dataset's
+``save`` writes them to disk.
+
+A fresh interpreter per build makes the peak resident memory (``VmHWM``) that build's own;
+the work is timed inside the process, after the imports, which are reported separately.
+
+Run as ``python -m bench.cache_build <args.json> <result.json>`` (the parent does this).
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from datamodules.montage import DOUBLE_BANANA, derive
+from datamodules.preprocessing import PreprocessingConfig
+from datamodules.recording import DatasetError, Recording
+
+IMPLEMENTATIONS = ("ours", "braindecode")
+
+
+def _status_mb(field: str) -> float:
+    """A memory field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in MB."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1e3  # kB
+    raise RuntimeError(f"/proc/self/status has no {field} field")
+
+
+def _rss_mb() -> float:
+    return _status_mb("VmRSS")
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process image (``VmHWM``).
+
+    Not ``getrusage(...).ru_maxrss``: Linux carries the forking parent's peak over ``exec`` into
+    the child's ``ru_maxrss`` (and ``RUSAGE_CHILDREN`` is the maximum over every child so far),
+    so a large parent would hide the build's own peak. ``VmHWM`` starts afresh at ``exec``.
+    """
+    return _status_mb("VmHWM")
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def build_ours(recordings: list[Recording], root: str, out: Path, cfg: PreprocessingConfig,
+               window_s: float) -> dict:
+    """EDF -> HDF5 cache -> window index. Returns the number of windows."""
+    from datamodules.cache import build_cache, list_recordings
+    from datamodules.windows import make_windows
+
+    report = build_cache(recordings, out, root, cfg, DOUBLE_BANANA, progress=False)
+    if report.skipped:
+        raise DatasetError(f"{root}: the cache skipped recordings {report.skipped}")
+    cached = [r for path in report.files.values() for r in list_recordings(path)]
+    windows = make_windows(cached, window_s, window_s)
+    return {"n_windows": len(windows), "directory": report.directory}
+
+
+def bipolar_picks(rec: Recording, montage: tuple[str, ...] = DOUBLE_BANANA) -> list[int]:
+    """File channel index of each ``montage`` channel, for a recording that stores them as bipolar
+    pairs (as CHB-MIT does). Resolved by name through :func:`datamodules.montage.derive`; MNE keeps
+    the file's channel order, so these index ``raw.ch_names`` too (MNE renames duplicates)."""
+    d = derive(rec.channels, montage)
+    picks = []
+    for k, how in enumerate(d.how):
+        cols = [int(i) for i in (d.matrix[k] != 0).nonzero()[0]]
+        if how != "direct" or len(cols) != 1:
+            raise DatasetError(f"{rec.path}: {montage[k]} is not stored as a bipolar channel ({how}); the "
+                               "braindecode comparison only picks channels and cannot rebuild pairs")
+        picks.append(cols[0])
+    return picks
+
+
+def _volts_to_microvolts(data):
+    """braindecode's usual scaling step (a named function: its kwargs are saved with the data)."""
+    import numpy as np
+
+    return np.multiply(data, 1e6)
+
+
+def build_braindecode(recordings: list[Recording], out: Path, cfg: PreprocessingConfig, window_s: float,
+                      montage: tuple[str, ...] = DOUBLE_BANANA) -> dict:
+    """MNE read -> braindecode ``preprocess`` -> ``create_fixed_length_windows`` -> ``save``."""
+    import mne
+    from braindecode.datasets import BaseConcatDataset, BaseDataset
+    from braindecode.preprocessing import Preprocessor, create_fixed_length_windows, preprocess
+
+    datasets = []
+    for rec in recordings:
+        raw = mne.io.read_raw_edf(rec.path, preload=False, verbose="error")
+        names = [raw.ch_names[i] for i in bipolar_picks(rec, montage)]
+        raw.pick(names)  # lazy: only these channels are read when the data is loaded
+        raw.rename_channels(dict(zip(names, montage)))  # one channel list across recordings
+        # FIF stores dates as 32-bit seconds; CHB-MIT-style anonymized dates (2060s-2070s) do not
+        # fit and MNE refuses to save them. Metadata only: no cost to the comparison.
+        raw.set_meas_date(None)
+        datasets.append(BaseDataset(raw, description={"patient": rec.patient, "recording": rec.recording_id}))
+    concat = BaseConcatDataset(datasets)
+    steps = [Preprocessor(_volts_to_microvolts, apply_on_array=True)]  # MNE reads volts; ours uV
+    if cfg.l_freq or cfg.h_freq:
+        steps.append(Preprocessor("filter", l_freq=cfg.l_freq, h_freq=cfg.h_freq, method="iir",
+                                  iir_params=dict(order=cfg.filter_order, ftype="butter", output="sos"),
+                                  phase="zero", verbose="error"))
+    nyq = recordings[0].sfreq / 2
+    if cfg.notch_freq and cfg.notch_freq < nyq and (cfg.h_freq is None or cfg.notch_freq < cfg.h_freq * 1.25):
+        steps.append(Preprocessor("notch_filter", freqs=cfg.notch_freq, method="iir", verbose="error"))
+    if cfg.sfreq:
+        steps.append(Preprocessor("resample", sfreq=cfg.sfreq, verbose="error"))
+    preprocess(concat, steps, n_jobs=1)
+    n = int(round(window_s * (cfg.sfreq or recordings[0].sfreq)))
+    windows = create_fixed_length_windows(concat, window_size_samples=n, window_stride_samples=n,
+                                          drop_last_window=True, preload=False, n_jobs=1)
+    out.mkdir(parents=True, exist_ok=True)
+    windows.save(str(out), overwrite=True)
+    return {"n_windows": len(windows), "directory": str(out)}
+
+
+def _worker(args: dict) -> dict:
+    """Inside the fresh process: import, build, report time and memory."""
+    t0 = time.perf_counter()
+    impl = args["implementation"]
+    if impl == "braindecode":
+        import braindecode.preprocessing  # noqa: F401  (imports timed apart from the work)
+        import mne  # noqa: F401
+    else:
+        import datamodules.cache  # noqa: F401
+        import datamodules.edf  # noqa: F401
+        import datamodules.windows  # noqa: F401
+    import_s = time.perf_counter() - t0
+    with open(args["recordings"], "rb") as fh:
+        recordings = pickle.load(fh)
+    cfg = PreprocessingConfig(**args["preprocessing"])
+    out = Path(args["out"])
+    shutil.rmtree(out, ignore_errors=True)
+    baseline = _rss_mb()
+    t1 = time.perf_counter()
+    if impl == "ours":
+        info = build_ours(recordings, args["root"], out, cfg, args["window_s"])
+    else:
+        info = build_braindecode(recordings, out, cfg, args["window_s"])
+    seconds = time.perf_counter() - t1
+    peak = _peak_rss_mb()
+    return {"implementation": impl, "seconds": seconds, "import_s": import_s,
+            "peak_rss_mb": peak, "baseline_rss_mb": baseline, "work_rss_mb": peak - baseline,
+            "output_mb": _dir_bytes(out) / 1e6, **info}
+
+
+def run_build(implementation: str, recordings: list[Recording] | tuple[Recording, ...], root: str,
+              out: str | os.PathLike, scratch: str | os.PathLike,
+              preprocessing: PreprocessingConfig = PreprocessingConfig(), window_s: float = 2.0,
+              timeout_s: float = 3600.0) -> dict:
+    """Build with ``implementation`` in a fresh Python process and return its report.
+
+    Returns
+    -------
+    dict
+        ``seconds`` (the build, imports excluded), ``import_s``, ``process_s`` (whole child as the
+        parent saw it), ``peak_rss_mb`` (the child's peak resident memory), ``baseline_rss_mb``
+        (after imports), ``work_rss_mb`` (peak minus baseline), ``output_mb``, ``n_windows``.
+    """
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
+    scratch = Path(scratch)
+    scratch.mkdir(parents=True, exist_ok=True)
+    rec_file = scratch / f"recordings-{implementation}-{len(recordings)}.pkl"
+    with open(rec_file, "wb") as fh:
+        pickle.dump(list(recordings), fh)
+    args_file, result_file = scratch / "build-args.json", scratch / "build-result.json"
+    result_file.unlink(missing_ok=True)
+    args_file.write_text(json.dumps({
+        "implementation": implementation, "recordings": str(rec_file), "root": str(root),
+        "out": str(out), "preprocessing": asdict(preprocessing), "window_s": float(window_s)}))
+    repo = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")])))
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "bench.cache_build", str(args_file), str(result_file)],
+                          cwd=repo, env=env, capture_output=True, text=True, timeout=timeout_s)
+    process_s = time.perf_counter() - t0
+    if proc.returncode != 0 or not result_file.exists():
+        raise RuntimeError(f"{implementation} cache build failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    result = json.loads(result_file.read_text())
+    result["process_s"] = process_s
+    return result
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m bench.cache_build ARGS.json RESULT.json", file=sys.stderr)
+        return 2
+    args = json.loads(Path(argv[0]).read_text())
+    result = _worker(args)
+    Path(argv[1]).write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,393 @@
+"""Runs the benchmark sections in order and assembles ``results.json`` (schema in :mod:`bench`)."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from datamodules.preprocessing import PreprocessingConfig
+
+from .corpus import BenchCorpus, ensure_corpus, replicate, warm_page_cache
+from .stats import Measurement, ratio
+
+SCHEMA = "seizure-lightning-bench/1"
+SECTIONS = ("cache", "scale", "loader", "models", "inference", "training")
+
+#: Targets the project sets itself (not timed tests): name -> (description, threshold, direction).
+TARGETS = {
+    "cache_speedup": ("cache build, braindecode s / ours s (1x corpus)", 3.0, ">="),
+    "cache_memory_growth": ("ours peak RSS at the largest / at 1x corpus (flat: <= 1.25)", 1.25, "<="),
+    "loader_windows_per_s": ("ours, windows/s from one process (0 workers)", 20000.0, ">="),
+    "loader_vs_lazy": ("ours / braindecode lazy windows/s (0 workers)", 5.0, ">="),
+    "lsn_realtime_factor": ("LSN dense model-only real-time factor (PyTorch)", 1000.0, ">="),
+}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What ``python -m bench`` measures and how long it spends.
+
+    Attributes
+    ----------
+    work : str
+        Scratch folder (corpus, caches, saved windows); git-ignored.
+    out : str
+        Folder receiving ``results.json`` and ``results.md``.
+    hours, recording_minutes, seed : float, float, int
+        Synthetic corpus: about ``hours`` of EEG in recordings of about ``recording_minutes``.
+    repeats : int
+        Repetitions of every figure (the median is reported).
+    scale_factors, braindecode_scale_factors : tuple of int
+        Corpus multiples built in the scale section.
+    scale_repeats : int
+        Interleaved rounds of the scale builds (every size, 1x included, once per round).
+    window_s, batch_size : float, int
+        Window length in seconds and the batch size of loader, inference and training.
+    loader_workers : tuple of int
+        DataLoader worker counts compared.
+    loader_seconds, inference_seconds : float
+        Minimum timed span of one loader / inference repetition.
+    szloc_batch : int
+        Clips per SZLoc inference batch (a 45 s clip costs as much as ~500 LSN windows).
+    train_steps : int
+        Training steps per timed repetition.
+    torch_threads : int or None
+        ``torch.set_num_threads`` for models (None keeps torch's default, one per core).
+    braindecode : bool
+        Run the braindecode side (False: ours only; ratios are then null).
+    sections : tuple of str
+        Which of :data:`SECTIONS` to run.
+    """
+
+    work: str = "bench/work"
+    out: str = "bench"
+    hours: float = 2.0
+    recording_minutes: float = 60.0
+    seed: int = 0
+    repeats: int = 3
+    scale_factors: tuple[int, ...] = (1, 2, 4)
+    braindecode_scale_factors: tuple[int, ...] = (1, 2)
+    scale_repeats: int = 3
+    window_s: float = 2.0
+    batch_size: int = 256
+    loader_workers: tuple[int, ...] = (0, 2)
+    loader_seconds: float = 2.0
+    inference_seconds: float = 0.5
+    szloc_batch: int = 4
+    train_steps: int = 5
+    torch_threads: int | None = None
+    braindecode: bool = True
+    sections: tuple[str, ...] = SECTIONS
+    preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
+
+    def __post_init__(self):
+        unknown = set(self.sections) - set(SECTIONS)
+        if unknown:
+            raise ValueError(f"unknown bench sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+        if self.repeats < 1 or self.scale_repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {self.repeats} and {self.scale_repeats}")
+        if any(f < 1 for f in (*self.scale_factors, *self.braindecode_scale_factors)):
+            raise ValueError("scale factors must be >= 1")
+
+
+def _display_path(path: str) -> str:
+    """``path`` relative to the working directory when inside it (results stay machine-neutral)."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def _log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _machine(cfg: BenchConfig) -> dict:
+    import numpy
+    import scipy
+    import torch
+
+    info = {"platform": platform.platform(), "python": platform.python_version(),
+            "cpu_count": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "numpy": numpy.__version__, "scipy": scipy.__version__, "device": "cpu",
+            "load_average_start": list(os.getloadavg()),  # other work on a shared machine
+            "gpu": None}  # training/inference figures are CPU: no GPU on the benchmark machine
+    try:
+        import mne
+        info["mne"] = mne.__version__
+    except ImportError:
+        info["mne"] = None
+    info["braindecode"] = None
+    if cfg.braindecode:
+        from .peer import require_braindecode
+        info["braindecode"] = require_braindecode()
+    try:
+        repo = Path(__file__).resolve().parent.parent
+        info["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                                            text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        info["git_commit"] = None
+    return info
+
+
+def _summarize_builds(builds: list[dict], edf_bytes: int) -> dict:
+    keys = ("seconds", "peak_rss_mb", "work_rss_mb", "import_s", "process_s", "output_mb")
+    units = {"seconds": "s", "peak_rss_mb": "MB", "work_rss_mb": "MB", "import_s": "s", "process_s": "s",
+             "output_mb": "MB"}
+    out = {k: Measurement(tuple(b[k] for b in builds), units[k]).to_dict() for k in keys}
+    out["edf_mb_per_s"] = Measurement(tuple(edf_bytes / 1e6 / b["seconds"] for b in builds), "MB/s").to_dict()
+    out["n_windows"] = builds[-1]["n_windows"]
+    return out
+
+
+class Bench:
+    """One benchmark run: holds the corpus, the built artifacts and the results so far."""
+
+    def __init__(self, cfg: BenchConfig):
+        self.cfg = cfg
+        self.work = Path(cfg.work).resolve()
+        self.out = Path(cfg.out).resolve()
+        self.results: dict = {}
+        self.corpus: BenchCorpus | None = None
+
+    # -- paths ----------------------------------------------------------------------------
+    def _build_dir(self, impl: str, factor: int) -> Path:
+        return self.work / "builds" / f"{impl}_x{factor}"
+
+    def _ours_cache_dir(self) -> Path:
+        """The hashed cache directory ours wrote for the 1x corpus."""
+        dirs = [d for d in self._build_dir("ours", 1).iterdir() if d.is_dir()]
+        if len(dirs) != 1:
+            raise FileNotFoundError(f"{self._build_dir('ours', 1)}: expected one cache directory, found {dirs}")
+        return dirs[0]
+
+    def _build(self, impl: str, factor: int) -> dict:
+        from .cache_build import run_build
+
+        corpus = replicate(self.corpus, factor)
+        return run_build(impl, corpus.recordings, corpus.root, self._build_dir(impl, factor),
+                         self.work / "scratch", self.cfg.preprocessing, self.cfg.window_s)
+
+    def _ensure_built(self, impl: str) -> None:
+        d = self._build_dir(impl, 1)
+        if not d.exists() or not any(d.iterdir()):
+            _log(f"building the {impl} 1x artifacts for the loader (untimed)")
+            self._build(impl, 1)
+
+    # -- sections -------------------------------------------------------------------------
+    def section_cache(self) -> None:
+        impls = ["ours"] + (["braindecode"] if self.cfg.braindecode else [])
+        builds: dict[str, list[dict]] = {i: [] for i in impls}
+        for rep in range(self.cfg.repeats):
+            for impl in impls:  # interleaved, so slow phases of a shared machine hit both sides
+                b = self._build(impl, 1)
+                builds[impl].append(b)
+                _log(f"cache build {impl} rep {rep + 1}/{self.cfg.repeats}: {b['seconds']:.2f} s, "
+                     f"peak {b['peak_rss_mb']:.0f} MB")
+        edf = self.corpus.edf_bytes
+        sec = {impl: _summarize_builds(bs, edf) for impl, bs in builds.items()}
+        bd = sec.get("braindecode")
+        ours = sec["ours"]
+        sec["ratio"] = {
+            "speedup": ratio(bd and bd["seconds"]["median"], ours["seconds"]["median"]),
+            "peak_rss": ratio(ours["peak_rss_mb"]["median"], bd and bd["peak_rss_mb"]["median"]),
+            "work_rss": ratio(ours["work_rss_mb"]["median"], bd and bd["work_rss_mb"]["median"]),
+        }
+        pp = self.cfg.preprocessing
+        sec["what"] = (f"EDF -> 18-channel double banana, band-pass {pp.l_freq:g}-{pp.h_freq:g} Hz (Butterworth "
+                       f"order {pp.filter_order}, zero phase), resample to {pp.sfreq:g} Hz, "
+                       f"{self.cfg.window_s:g} s windows, saved: ours HDF5 cache + window index; braindecode "
+                       "MNE read + preprocess + create_fixed_length_windows + save")
+        self.results["cache_build"] = sec
+
+    def section_scale(self) -> None:
+        plan = [("ours", f) for f in sorted(set(self.cfg.scale_factors))]
+        if self.cfg.braindecode:
+            plan += [("braindecode", f) for f in sorted(set(self.cfg.braindecode_scale_factors))]
+        builds: dict[tuple[str, int], list[dict]] = {key: [] for key in plan}
+        for rep in range(self.cfg.scale_repeats):
+            for impl, factor in plan:  # interleaved rounds: load changes hit every size alike
+                b = self._build(impl, factor)
+                builds[(impl, factor)].append(b)
+                _log(f"scale {impl} x{factor} rep {rep + 1}/{self.cfg.scale_repeats}: "
+                     f"{b['seconds']:.2f} s, peak {b['peak_rss_mb']:.0f} MB")
+        for impl, factor in plan:
+            if factor != 1:
+                shutil.rmtree(self._build_dir(impl, factor), ignore_errors=True)  # disk
+        rows = []
+        for impl, factor in plan:
+            corpus = replicate(self.corpus, factor)
+            summary = _summarize_builds(builds[(impl, factor)], corpus.edf_bytes)
+            per_hour = Measurement(tuple(b["seconds"] / corpus.hours for b in builds[(impl, factor)]), "s/h")
+            rows.append({"implementation": impl, "factor": factor, "hours": corpus.hours,
+                         "edf_mb": corpus.edf_bytes / 1e6, "n_windows": summary["n_windows"],
+                         "seconds_per_eeg_hour": per_hour.to_dict(),
+                         **{k: summary[k] for k in ("seconds", "peak_rss_mb", "work_rss_mb", "edf_mb_per_s")}})
+        self.results["scale"] = {"note": "larger corpora list the 1x recordings k times under new ids; "
+                                         "every size is rebuilt in each interleaved round",
+                                 "rows": rows}
+
+    def section_loader(self) -> None:
+        from datamodules.datamodule import collate_windows
+
+        from .loader import loader_throughput, our_window_dataset
+
+        self._ensure_built("ours")
+        datasets = [("ours", our_window_dataset(str(self._ours_cache_dir()), self.cfg.window_s), collate_windows)]
+        if self.cfg.braindecode:
+            from .peer import load_windows
+
+            self._ensure_built("braindecode")
+            path = str(self._build_dir("braindecode", 1))
+            datasets.append(("braindecode lazy", load_windows(path, preload=False), None))
+            datasets.append(("braindecode preloaded", load_windows(path, preload=True), None))
+        rows = []
+        for name, ds, collate in datasets:
+            for workers in self.cfg.loader_workers:
+                r = loader_throughput(ds, self.cfg.batch_size, workers, self.cfg.repeats,
+                                      self.cfg.loader_seconds, collate, self.cfg.seed)
+                rows.append({"dataset": name, "n_windows": len(ds), **r})
+                _log(f"loader {name} workers={workers}: {r['windows_per_s']['median']:,.0f} windows/s")
+        for row in rows:
+            lazy = next((r for r in rows if r["dataset"] == "braindecode lazy"
+                         and r["num_workers"] == row["num_workers"]), None)
+            row["vs_braindecode_lazy"] = ratio(row["windows_per_s"]["median"],
+                                               lazy and lazy["windows_per_s"]["median"])
+        self.results["loader"] = {"rows": rows}
+
+    def _n_chans_times(self) -> tuple[int, int, float]:
+        sfreq = float(self.cfg.preprocessing.sfreq or self.corpus.sfreq)
+        return 18, int(round(self.cfg.window_s * sfreq)), sfreq
+
+    def _specs(self):
+        from .models import braindecode_models, our_models
+
+        c, t, sf = self._n_chans_times()
+        specs = our_models(c, t, sf, seed=self.cfg.seed)
+        if self.cfg.braindecode:
+            specs += braindecode_models(c, t, sf, seed=self.cfg.seed)
+        return specs
+
+    def section_models(self) -> None:
+        from .models import cost_row
+
+        rows = [cost_row(s) for s in self._specs()]
+        for r in rows:
+            _log(f"cost {r['model']}: {r['params']:,} params, {r['macs']:,} MACs")
+        self.results["model_cost"] = {"counter": "torch.utils.flop_counter (conv, linear, matmul; MACs = FLOPs/2)",
+                                      "rows": rows}
+
+    def section_inference(self) -> None:
+        from .models import inference_throughput, onnx_inference_throughput
+        from .predict import predict_throughput
+
+        rows = []
+        specs = self._specs()
+        for s in specs:
+            r = inference_throughput(s, self.cfg.batch_size if s.name != "SZLoc" else self.cfg.szloc_batch,
+                                     self.cfg.repeats, self.cfg.inference_seconds)
+            rows.append(r)
+            _log(f"inference {s.name}: {r['realtime_factor']['median']:,.0f}x real time")
+        for s in specs:
+            if s.source == "ours" and s.name.startswith("LSN"):
+                r = onnx_inference_throughput(s, self.cfg.batch_size, self.cfg.repeats, self.work / "onnx",
+                                              self.cfg.inference_seconds)
+                rows.append(r)
+                _log(f"inference {s.name} (ONNX Runtime): {r['realtime_factor']['median']:,.0f}x real time")
+        end_to_end = []
+        for s in specs:
+            if s.source != "ours" or not s.name.startswith("LSN"):
+                continue
+            r = predict_throughput(s.model, self.corpus.recordings, self.cfg.repeats, self.cfg.preprocessing,
+                                   self.cfg.window_s, self.cfg.batch_size)
+            end_to_end.append({"model": s.name, **r})
+            _log(f"predict from EDF {s.name}: {r['realtime_factor']['median']:,.0f}x real time")
+        self.results["inference"] = {"model_only": rows, "from_edf": end_to_end,
+                                     "note": f"SZLoc scores batches of {self.cfg.szloc_batch} clips of 45 s, the others "
+                                             f"batches of {self.cfg.batch_size} windows of {self.cfg.window_s:g} s"}
+
+    def section_training(self) -> None:
+        from lightning_modules.lsn import LightSeizureNet
+
+        from .models import training_throughput
+
+        c, t, sf = self._n_chans_times()
+        model = LightSeizureNet(n_chans=c, n_outputs=2, n_times=t, sfreq=sf)
+        r = training_throughput(model, model.example_input(), self.cfg.batch_size, self.cfg.repeats,
+                                self.cfg.train_steps, seed=self.cfg.seed)
+        _log(f"training LSN: {r['windows_per_s']['median']:,.0f} windows/s")
+        self.results["training"] = {"model": "LSN dense", "optimizer": "AdamW", "device": "cpu",
+                                    "cpu": r, "gpu": None}
+
+    # -- whole run ------------------------------------------------------------------------
+    def targets(self) -> list[dict]:
+        res = self.results
+        values: dict[str, float | None] = {k: None for k in TARGETS}
+        if "cache_build" in res:
+            values["cache_speedup"] = res["cache_build"]["ratio"]["speedup"]
+        ours_scale = [r for r in res.get("scale", {}).get("rows", []) if r["implementation"] == "ours"]
+        if len(ours_scale) >= 2:
+            lo, hi = min(ours_scale, key=lambda r: r["factor"]), max(ours_scale, key=lambda r: r["factor"])
+            values["cache_memory_growth"] = ratio(hi["peak_rss_mb"]["median"], lo["peak_rss_mb"]["median"])
+        for row in res.get("loader", {}).get("rows", []):
+            if row["dataset"] == "ours" and row["num_workers"] == 0:
+                values["loader_windows_per_s"] = row["windows_per_s"]["median"]
+                values["loader_vs_lazy"] = row["vs_braindecode_lazy"]
+        for row in res.get("inference", {}).get("model_only", []):
+            if row["model"] == "LSN dense" and row["source"] == "ours":  # PyTorch, not ONNX Runtime
+                values["lsn_realtime_factor"] = row["realtime_factor"]["median"]
+        out = []
+        for name, (what, threshold, op) in TARGETS.items():
+            v = values[name]
+            met = None if v is None else (v >= threshold if op == ">=" else v <= threshold)
+            out.append({"name": name, "what": what, "target": f"{op} {threshold:g}", "value": v, "met": met})
+        return out
+
+    def write(self) -> tuple[Path, Path]:
+        from .report import render_markdown
+
+        self.results["targets"] = self.targets()
+        self.out.mkdir(parents=True, exist_ok=True)
+        js, md = self.out / "results.json", self.out / "results.md"
+        js.write_text(json.dumps(self.results, indent=2) + "\n")
+        md.write_text(render_markdown(self.results))
+        return js, md
+
+    def run(self) -> dict:
+        cfg = self.cfg
+        import torch
+
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
+        t0 = time.perf_counter()
+        self.work.mkdir(parents=True, exist_ok=True)
+        _log(f"corpus: about {cfg.hours:g} h under {self.work}")
+        self.corpus = ensure_corpus(self.work, cfg.hours, cfg.recording_minutes, cfg.seed)
+        warm_page_cache(self.corpus)
+        self.results = {
+            "schema": SCHEMA,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join([Path(sys.executable).name, "-m", "bench", *sys.argv[1:]]),
+            "machine": _machine(cfg),
+            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+            "corpus": {**self.corpus.describe(), "root": _display_path(self.corpus.root)},
+        }
+        for name in SECTIONS:
+            if name in cfg.sections:
+                _log(f"section {name}")
+                getattr(self, f"section_{name}")()
+                self.write()  # partial results survive a later failure
+        self.results["total_s"] = time.perf_counter() - t0
+        self.results["machine"]["load_average_end"] = list(os.getloadavg())
+        self.write()
+        return self.results
+
+
+def run_bench(cfg: BenchConfig = BenchConfig()) -> dict:
+    """Run the benchmark described by ``cfg``; writes ``results.json`` and ``results.md`` to ``cfg.out``."""
+    return Bench(cfg).run()

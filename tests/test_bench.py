@@ -1,0 +1,210 @@
+"""Smoke test of the ``make bench`` harness: every section on a tiny corpus, ours only.
+
+The figures themselves are not asserted (speed claims live in ``make bench``, not in timed
+tests); what is checked is that each section measures what it says, the schema holds, the
+targets are computed from the measurements, and bad input fails clearly. braindecode is not
+needed (and is hidden in the test that checks its absence is reported).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+# bench/ is a tool of the repository, not part of the installed package: `python -m pytest` from
+# the root finds it, a bare `pytest` needs the root on the path
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import SCHEMA, SECTIONS, TARGETS, BenchConfig, run_bench
+from bench.__main__ import parse_args
+from bench.cache_build import bipolar_picks
+from bench.corpus import corpus_shape, ensure_corpus, replicate
+from bench.predict import predict_recording
+from bench.report import render_markdown
+from bench.stats import Measurement, ratio
+from datamodules.recording import DatasetError
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The whole harness once: ~6 min of EEG, one repetition, tiny batches."""
+    base = tmp_path_factory.mktemp("bench")
+    torch.set_num_threads(1)
+    cfg = BenchConfig(work=str(base / "work"), out=str(base / "out"), hours=0.1, recording_minutes=3.0,
+                      repeats=1, scale_factors=(1, 2), braindecode_scale_factors=(), scale_repeats=1,
+                      batch_size=16, loader_workers=(0, 2), loader_seconds=0.1, inference_seconds=0.02,
+                      szloc_batch=1, train_steps=1, braindecode=False)
+    res = run_bench(cfg)
+    return cfg, res, base
+
+
+def test_run_writes_results_with_the_documented_schema(tiny_run):
+    cfg, res, base = tiny_run
+    on_disk = json.loads((base / "out" / "results.json").read_text())
+    assert on_disk["schema"] == SCHEMA
+    assert set(on_disk) >= {"created", "machine", "config", "corpus", "cache_build", "scale", "loader",
+                            "model_cost", "inference", "training", "targets", "total_s"}
+    assert on_disk["machine"]["device"] == "cpu" and on_disk["machine"]["gpu"] is None
+    assert on_disk["machine"]["braindecode"] is None
+    assert on_disk["corpus"]["n_recordings"] == 2 and on_disk["corpus"]["n_file_channels"] == 23
+    assert 0.08 < on_disk["corpus"]["hours"] < 0.13  # 2 x 3 min, lengths drawn x U(0.85, 1.25)
+    md = (base / "out" / "results.md").read_text()
+    assert md == render_markdown(on_disk)
+    for heading in ("## Cache build", "## Scale", "## Loader", "## Model cost", "## Inference", "## Targets"):
+        assert heading in md
+
+
+def test_cache_build_measures_a_fresh_process(tiny_run):
+    cfg, res, _ = tiny_run
+    ours = res["cache_build"]["ours"]
+    assert ours["seconds"]["median"] > 0 and ours["seconds"]["values"] == [ours["seconds"]["median"]]
+    # the child's own peak memory, at least what it held after its imports
+    assert ours["peak_rss_mb"]["median"] >= ours["work_rss_mb"]["median"] > 0
+    # 2 s windows without overlap over each recording
+    expected = sum(int(r.duration_s // 2) for r in ensure_corpus(cfg.work, 0.1, 3.0).recordings)
+    assert ours["n_windows"] == expected
+    assert ours["edf_mb_per_s"]["median"] == pytest.approx(res["corpus"]["edf_mb"] / ours["seconds"]["median"])
+    assert "braindecode" not in res["cache_build"] and res["cache_build"]["ratio"]["speedup"] is None
+
+
+def test_scale_rows_grow_with_the_corpus(tiny_run):
+    _, res, _ = tiny_run
+    rows = {r["factor"]: r for r in res["scale"]["rows"]}
+    assert set(rows) == {1, 2} and all(r["implementation"] == "ours" for r in rows.values())
+    assert rows[2]["hours"] == pytest.approx(2 * rows[1]["hours"])
+    assert rows[2]["edf_mb"] == pytest.approx(2 * rows[1]["edf_mb"])
+    assert rows[2]["n_windows"] == 2 * rows[1]["n_windows"] == 2 * res["cache_build"]["ours"]["n_windows"]
+    for r in rows.values():
+        assert r["seconds_per_eeg_hour"]["median"] == pytest.approx(r["seconds"]["median"] / r["hours"])
+
+
+def test_loader_serves_windows_of_the_right_shape(tiny_run):
+    _, res, _ = tiny_run
+    rows = res["loader"]["rows"]
+    assert [(r["dataset"], r["num_workers"]) for r in rows] == [("ours", 0), ("ours", 2)]
+    for r in rows:
+        assert r["window_shape"] == [18, 512]
+        assert r["windows_per_s"]["median"] > 0 and r["vs_braindecode_lazy"] is None
+
+
+def test_model_cost_and_inference_rows(tiny_run):
+    _, res, _ = tiny_run
+    cost = {r["model"]: r for r in res["model_cost"]["rows"]}
+    assert set(cost) == {"LSN dense", "LSN pruned 50%", "SZLoc"}
+    assert cost["LSN dense"]["input"] == [18, 512]
+    assert cost["SZLoc"]["input"] == [18, 45 * 256] and cost["SZLoc"]["eeg_seconds"] == 45
+    # pruning half of the kernels and compacting never makes the network bigger
+    assert cost["LSN pruned 50%"]["macs"] <= cost["LSN dense"]["macs"]
+    assert cost["LSN pruned 50%"]["params"] <= cost["LSN dense"]["params"]
+    for r in res["inference"]["model_only"]:
+        rt = r["realtime_factor"]["median"]
+        assert rt == pytest.approx(r["windows_per_s"]["median"] * cost[r["model"]]["eeg_seconds"])
+        assert r["eeg_hours_per_s"]["median"] == pytest.approx(rt / 3600)
+    onnx = {r["model"]: r for r in res["inference"]["model_only"] if r["source"] == "ours, ONNX Runtime"}
+    assert set(onnx) == {"LSN dense", "LSN pruned 50%"}
+    assert all(r["max_abs_diff_vs_torch"] < 1e-3 for r in onnx.values())  # the export computes the same
+    e2e = {r["model"]: r for r in res["inference"]["from_edf"]}
+    assert set(e2e) == {"LSN dense", "LSN pruned 50%"}
+    assert e2e["LSN dense"]["eeg_hours"] == pytest.approx(res["corpus"]["hours"])
+    assert res["training"]["cpu"]["windows_per_s"]["median"] > 0 and res["training"]["gpu"] is None
+
+
+def test_targets_are_read_from_the_measurements(tiny_run):
+    _, res, _ = tiny_run
+    t = {x["name"]: x for x in res["targets"]}
+    assert set(t) == set(TARGETS)
+    ours0 = next(r for r in res["loader"]["rows"] if r["num_workers"] == 0)
+    assert t["loader_windows_per_s"]["value"] == ours0["windows_per_s"]["median"]
+    assert t["loader_windows_per_s"]["met"] == (ours0["windows_per_s"]["median"] >= 20000)
+    lsn = next(r for r in res["inference"]["model_only"] if r["model"] == "LSN dense" and r["source"] == "ours")
+    assert t["lsn_realtime_factor"]["value"] == lsn["realtime_factor"]["median"]
+    rows = {r["factor"]: r for r in res["scale"]["rows"]}
+    assert t["cache_memory_growth"]["value"] == pytest.approx(
+        rows[2]["peak_rss_mb"]["median"] / rows[1]["peak_rss_mb"]["median"])
+    # no braindecode in this run: the ratios are not measured, not guessed
+    assert t["cache_speedup"]["value"] is None and t["cache_speedup"]["met"] is None
+    assert t["loader_vs_lazy"]["value"] is None and t["loader_vs_lazy"]["met"] is None
+
+
+def test_predict_recording_scores_every_whole_window(tiny_run):
+    cfg, res, _ = tiny_run
+    from lightning_modules.lsn import LightSeizureNet
+
+    rec = ensure_corpus(cfg.work, 0.1, 3.0).recordings[0]
+    p = predict_recording(LightSeizureNet(18), rec, batch_size=7)
+    assert p.shape == (int(rec.duration_s // 2),) and p.dtype == np.float32
+    assert np.all((p >= 0) & (p <= 1))
+
+
+def test_replicate_and_corpus_shape():
+    assert corpus_shape(2.0, 60.0) == (2, 1, 60.0)
+    assert corpus_shape(0.1, 60.0) == (1, 1, pytest.approx(6.0))
+    with pytest.raises(ValueError, match="positive"):
+        corpus_shape(0, 60)
+
+
+def test_replicated_ids_are_unique(tiny_run):
+    cfg, res, _ = tiny_run
+    corpus = ensure_corpus(cfg.work, 0.1, 3.0)
+    big = replicate(corpus, 3)
+    assert len(big.recordings) == 3 * len(corpus.recordings)
+    assert len({r.recording_id for r in big.recordings}) == len(big.recordings)
+    assert len({r.patient for r in big.recordings}) == 3 * len({r.patient for r in corpus.recordings})
+    with pytest.raises(ValueError, match=">= 1"):
+        replicate(corpus, 0)
+
+
+def test_bipolar_picks_refuses_referential_files(tiny_run):
+    cfg, res, _ = tiny_run
+    rec = ensure_corpus(cfg.work, 0.1, 3.0).recordings[0]
+    picks = bipolar_picks(rec)
+    assert [rec.channels[i] for i in picks][:4] == ["FP1-F7", "F7-T7", "T7-P7", "P7-O1"]
+    referential = rec.with_(channels=("FP1", "F7", "T7", "P7", "O1", "F3", "C3", "P3", "FP2", "F4", "C4",
+                                      "P4", "O2", "F8", "T8", "P8", "FZ", "CZ", "PZ"))
+    with pytest.raises(DatasetError, match="not stored as a bipolar channel"):
+        bipolar_picks(referential)
+
+
+def test_statistics_helpers():
+    m = Measurement((3.0, 1.0, 2.0), "s")
+    assert m.median == 2.0 and m.to_dict()["min"] == 1.0
+    with pytest.raises(ValueError, match="at least one value"):
+        Measurement((), "s")
+    assert ratio(6.0, 2.0) == 3.0 and ratio(None, 2.0) is None and ratio(1.0, 0.0) is None
+
+
+def test_config_and_cli_reject_bad_input():
+    with pytest.raises(ValueError, match="unknown bench sections"):
+        BenchConfig(sections=("cache", "bogus"))
+    with pytest.raises(SystemExit):
+        parse_args(["--sections", "loader,nope"])
+    cfg = parse_args(["--hours", "0.5", "--scale-factors", "1,3", "--no-braindecode", "--sections", "models"])
+    assert cfg.hours == 0.5 and cfg.scale_factors == (1, 3) and not cfg.braindecode
+    assert cfg.sections == ("models",) and set(SECTIONS) >= set(BenchConfig().sections)
+
+
+def test_missing_braindecode_is_reported_with_the_install_command(monkeypatch):
+    from bench.peer import PeerMissing, require_braindecode
+
+    monkeypatch.setitem(sys.modules, "braindecode", None)  # import now raises ImportError
+    with pytest.raises(PeerMissing, match="braindecode==0.8.1"):
+        require_braindecode()
+
+
+def test_build_peak_memory_is_the_childs_own(tiny_run, tmp_path):
+    """A parent holding much memory must not show up as the build's peak (``ru_maxrss`` would)."""
+    from bench.cache_build import run_build
+
+    cfg, res, _ = tiny_run
+    corpus = ensure_corpus(cfg.work, 0.1, 3.0)
+    ballast = np.ones(600_000_000 // 8)  # 600 MB resident in this process while the child runs
+    r = run_build("ours", corpus.recordings, corpus.root, tmp_path / "cache", tmp_path / "scratch")
+    assert ballast.sum() > 0
+    assert r["n_windows"] == res["cache_build"]["ours"]["n_windows"]
+    assert 0 < r["peak_rss_mb"] < 500, r["peak_rss_mb"]
+    with pytest.raises(ValueError, match="implementation must be one of"):
+        run_build("mne", corpus.recordings, corpus.root, tmp_path / "x", tmp_path / "scratch")
