@@ -78,8 +78,9 @@ class LOSOClipDataModule(LOSODataModule):
                                                       train=name == "train")
             if self._clip_index[name].n_seizure_clips == 0 and name != "test":
                 raise DatasetError(f"the {name} split ({', '.join(patients)}) has no seizure to build clips around")
-        self._clip_index["predict"] = ConsecutiveClipIndex(self._clip_index["test"].recordings,
-                                                           self.n_windows, self.window_s)
+        for name in ("val", "test"):
+            self._clip_index[f"predict_{name}"] = ConsecutiveClipIndex(self._clip_index[name].recordings,
+                                                                       self.n_windows, self.window_s)
 
     def _loader(self, split: str, sampler=None, shuffle=False) -> DataLoader:
         ds = ClipDataset(self._clip_index[split], channels=self.montage, min_overlap=self.min_overlap)
@@ -95,8 +96,9 @@ class LOSOClipDataModule(LOSODataModule):
         return DataLoader(ds, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
 
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict")
+    def predict_dataloader(self, split: str = "test") -> DataLoader:
+        """Consecutive clips tiling every recording of ``split`` (default: the held-out patient)."""
+        return self._loader(f"predict_{split}")
 
     def split_recordings(self, split: str):
         return list(self._clip_index[split].recordings)

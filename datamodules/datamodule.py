@@ -262,8 +262,9 @@ class LOSODataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader("test")
 
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")
+    def predict_dataloader(self, split: str = "test") -> DataLoader:
+        """Every window of every recording of ``split``, in order (default: the held-out patient)."""
+        return self._loader(split)
 
     # -- what the callbacks and the scorer ask for ---------------------------------------
     def split_recordings(self, split: str) -> list[CachedRecording]:

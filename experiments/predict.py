@@ -35,6 +35,16 @@ def _run_config(ckpt: Path):
     return None
 
 
+def _fold_threshold(ckpt: Path) -> float:
+    """The threshold a fold chose on its validation patients (metrics.json beside checkpoints/)."""
+    import json
+
+    metrics = ckpt.resolve().parent.parent / "metrics.json"
+    if metrics.exists():
+        return float(json.loads(metrics.read_text()).get("threshold", 0.5))
+    return 0.5
+
+
 def load_checkpoint(ckpt: str | Path):
     """The LightningModule stored in ``ckpt`` (detection or localization, told by its hyperparameters)."""
     from lightning_modules.detection import SeizureDetectionModule
@@ -91,6 +101,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--edf", required=True, help="the recording to score (EDF)")
     p.add_argument("--out", default=None, help="SzCORE events TSV to write (default: <edf stem>_events.tsv)")
     p.add_argument("--ecam", default=None, help="PNG panel of the activation maps around the strongest detection")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="event threshold (default: the one the fold tuned on its validation patients, else 0.5)")
 
 
 def run(args) -> int:
@@ -103,7 +115,9 @@ def run(args) -> int:
         raise FileNotFoundError(f"EDF file {args.edf} does not exist")
     cfg = _run_config(ckpt)
     pre = PreprocessingConfig.from_mapping(cfg.data.preprocessing) if cfg is not None else None
-    post = PostprocessConfig(**dict(cfg.postprocess)) if cfg is not None else PostprocessConfig()
+    post = dict(cfg.postprocess) if cfg is not None else {}
+    post["threshold"] = args.threshold if args.threshold is not None else _fold_threshold(ckpt)
+    post = PostprocessConfig(**{**PostprocessConfig().__dict__, **post})
     module = load_checkpoint(ckpt)
     pred, x, sfreq, channels = predict_recording(module, args.edf, pre, post)
     out = Path(args.out or Path(args.edf).with_suffix("").name + "_events.tsv")
