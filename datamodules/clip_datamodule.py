@@ -3,14 +3,11 @@
 prediction covers every second of every held-out recording with consecutive clips."""
 from __future__ import annotations
 
-import numpy as np
 from torch.utils.data import ConcatDataset, DataLoader
 
 from .clips import Clip, ClipDataset, SeizureClipIndex
-from .datamodule import LOSODataModule, collate_windows
+from .datamodule import LOSODataModule
 from .recording import DatasetError
-from .splits import loso_split
-from .cache import build_cache, list_recordings
 
 
 class ConsecutiveClipIndex:
@@ -59,28 +56,15 @@ class LOSOClipDataModule(LOSODataModule):
         self.background_per_seizure = float(background_per_seizure)
         self._clip_index: dict[str, object] = {}
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.split is not None:
-            return
-        recs = self.recordings()
-        self.split = loso_split(sorted({r.patient for r in recs}), self.test_patient, self.val_patients,
-                                seed=self.seed)
-        report = build_cache(recs, self.cache_dir, self.data_root, self.preprocessing, self.montage,
-                             progress=self.progress)
-        for patient, path in report.files.items():
-            self.cached[patient] = list_recordings(path)
-        for name, patients in (("train", self.split.train), ("val", self.split.val), ("test", self.split.test)):
-            rs = [r for p in patients for r in self.cached.get(p, [])]
-            if not rs:
-                raise DatasetError(f"the {name} split ({', '.join(patients)}) has no usable recordings")
-            self._clip_index[name] = SeizureClipIndex(rs, n_windows=self.n_windows, window_s=self.window_s,
-                                                      background_ratio=self.background_per_seizure,
-                                                      train=name == "train")
-            if self._clip_index[name].n_seizure_clips == 0 and name != "test":
-                raise DatasetError(f"the {name} split ({', '.join(patients)}) has no seizure to build clips around")
-        for name in ("val", "test"):
-            self._clip_index[f"predict_{name}"] = ConsecutiveClipIndex(self._clip_index[name].recordings,
-                                                                       self.n_windows, self.window_s)
+    def _index_split(self, name: str, patients, recordings) -> None:
+        index = SeizureClipIndex(recordings, n_windows=self.n_windows, window_s=self.window_s,
+                                 background_ratio=self.background_per_seizure, train=name == "train")
+        if index.n_seizure_clips == 0 and name != "test":
+            raise DatasetError(f"the {name} split ({', '.join(patients)}) has no seizure to build clips around")
+        self._clip_index[name] = index
+        if name != "train":  # consecutive clips for prediction (threshold tuning, scoring)
+            self._clip_index[f"predict_{name}"] = ConsecutiveClipIndex(index.recordings, self.n_windows,
+                                                                       self.window_s)
 
     def _loader(self, split: str, sampler=None, shuffle=False) -> DataLoader:
         ds = ClipDataset(self._clip_index[split], channels=self.montage, min_overlap=self.min_overlap)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
@@ -235,12 +234,16 @@ class LOSODataModule(pl.LightningDataModule):
             rs = [r for p in patients for r in self.cached.get(p, [])]
             if not rs:
                 raise DatasetError(f"the {name} split ({', '.join(patients)}) has no usable recordings")
-            hop = self.train_hop_s if name == "train" else self.window_s
-            w = make_windows(rs, self.window_s, hop, self.min_overlap)
-            if name == "train" and self.seizure_hop_s < self.train_hop_s:
-                dense = make_windows(rs, self.window_s, self.seizure_hop_s, self.min_overlap)
-                w = WindowIndex.concat(w.select(w.label == 0), dense.select(dense.label == 1))
-            self._windows[name] = w
+            self._index_split(name, patients, rs)
+
+    def _index_split(self, name: str, patients, recordings: list[CachedRecording]) -> None:
+        """Cut one split's cached recordings into what its loader serves (here: windows)."""
+        hop = self.train_hop_s if name == "train" else self.window_s
+        w = make_windows(recordings, self.window_s, hop, self.min_overlap)
+        if name == "train" and self.seizure_hop_s < self.train_hop_s:
+            dense = make_windows(recordings, self.window_s, self.seizure_hop_s, self.min_overlap)
+            w = WindowIndex.concat(w.select(w.label == 0), dense.select(dense.label == 1))
+        self._windows[name] = w
 
     def windows(self, split: str) -> WindowIndex:
         return self._windows[split]

@@ -2,7 +2,6 @@
 callbacks and loggers an experiment config asks for."""
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +20,12 @@ def _container(node) -> dict:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})
 
 
-def _class(path: str):
-    module, _, name = path.rpartition(".")
-    if not module:
-        raise ValueError(f"model {path!r}: use one of {', '.join(MODELS)} or a dotted class path")
-    return getattr(importlib.import_module(module), name)
+def _class(name: str):
+    from lightning_modules.model_spec import import_class
+
+    if "." not in name:
+        raise ValueError(f"model {name!r}: use one of {', '.join(MODELS)} or a dotted class path")
+    return import_class(name)
 
 
 def build_datamodule(cfg: DictConfig, fold: str):

@@ -8,7 +8,7 @@ SzCORE benchmark does) and pooled over all recordings.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from timescoring import scoring

@@ -8,7 +8,7 @@ spatial SOZ loss terms and :meth:`SeizureDetectionModule.activation_maps`.
 """
 from __future__ import annotations
 
-import importlib
+
 import math
 from typing import Any, Sequence
 
@@ -23,19 +23,8 @@ from torchmetrics.classification import (BinaryAUROC, BinaryAveragePrecision, Bi
 
 from lightning_modules.activation_maps import ActivationMaps
 from lightning_modules.losses import DetectionLoss, seizure_logit
+from lightning_modules.model_spec import resolve_model
 from lightning_modules.lsn import dominant_frequency
-
-
-def build_model(model_class: str, model_kwargs: dict | None) -> nn.Module:
-    """Instantiate ``"package.module.ClassName"`` with ``model_kwargs``."""
-    module_name, _, name = model_class.rpartition(".")
-    if not module_name:
-        raise ValueError(f"model_class must be a dotted path 'module.Class', got {model_class!r}")
-    try:
-        cls = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as err:
-        raise ImportError(f"cannot import model class {model_class!r}: {err}") from err
-    return cls(**dict(model_kwargs or {}))
 
 
 class SeizureDetectionModule(pl.LightningModule):
@@ -94,14 +83,7 @@ class SeizureDetectionModule(pl.LightningModule):
         activation_rate_hz: float = 8.0,
     ):
         super().__init__()
-        if model is None:
-            if model_class is None:
-                raise ValueError("SeizureDetectionModule needs a model or a model_class to build one")
-            model = build_model(model_class, model_kwargs)
-        elif model_class is None:
-            model_class = f"{type(model).__module__}.{type(model).__qualname__}"
-            if model_kwargs is None:
-                model_kwargs = getattr(model, "init_kwargs", None)
+        model, model_class, model_kwargs = resolve_model(model, model_class, model_kwargs, "SeizureDetectionModule")
         if scheduler not in ("cosine", "onecycle", "none"):
             raise ValueError(f"unknown scheduler {scheduler!r}: use 'cosine', 'onecycle' or 'none'")
         if not 0.0 < threshold < 1.0:

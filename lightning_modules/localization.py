@@ -35,7 +35,7 @@ from torchmetrics.utilities import dim_zero_cat
 
 from datamodules.montage import DOUBLE_BANANA, channel_electrodes, electrode_positions
 from lightning_modules.activation_maps import ActivationMaps
-from lightning_modules.detection import build_model
+from lightning_modules.model_spec import resolve_model
 from lightning_modules.szloc_losses import SZLocLoss, SZLocLossWeights
 
 MAPS = ("attn", "rise")
@@ -162,14 +162,7 @@ class SeizureLocalizationModule(pl.LightningModule):
                  neighbour_radius_m: float | None = None, lr: float = 1e-3,
                  weight_decay: float = 1e-2, scheduler: str = "cosine", min_lr_ratio: float = 0.01):
         super().__init__()
-        if model is None:
-            if model_class is None:
-                raise ValueError("SeizureLocalizationModule needs a model or a model_class to build one")
-            model = build_model(model_class, model_kwargs)
-        elif model_class is None:
-            model_class = f"{type(model).__module__}.{type(model).__qualname__}"
-            if model_kwargs is None:
-                model_kwargs = getattr(model, "init_kwargs", None)
+        model, model_class, model_kwargs = resolve_model(model, model_class, model_kwargs, "SeizureLocalizationModule")
         if scheduler not in ("cosine", "none"):
             raise ValueError(f"unknown scheduler {scheduler!r}: use 'cosine' or 'none'")
         channels = tuple(channels)

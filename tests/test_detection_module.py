@@ -16,7 +16,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.montage import DOUBLE_BANANA
 from lightning_modules.activation_maps import ActivationMaps
-from lightning_modules.detection import SeizureDetectionModule, build_model
+from lightning_modules.detection import SeizureDetectionModule
+from lightning_modules.model_spec import build_model
 from lightning_modules.losses import (DetectionLoss, boundary_weights, detection_loss,
                                       seizure_logit, spatial_losses)
 from lightning_modules.lsn import LightSeizureNet
