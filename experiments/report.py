@@ -151,10 +151,10 @@ def write_plots(run_dir: Path, s: dict, fold_dirs: list[Path]) -> list[Path]:
         fig, ax = plt.subplots(figsize=(12, 0.45 * len(rows) + 1.2))
         for i, (rid, (ref, dur), (hyp, _)) in enumerate(rows):
             ax.plot([0, dur / 60], [i, i], color="0.85", lw=6, solid_capstyle="butt")
-            for a, b in ref:
-                ax.plot([a / 60, b / 60], [i + 0.15, i + 0.15], color="tab:red", lw=5, solid_capstyle="butt")
+            for a, b in ref:  # the y axis is inverted: smaller y is drawn above
+                ax.plot([a / 60, b / 60], [i - 0.15, i - 0.15], color="tab:red", lw=5, solid_capstyle="butt")
             for a, b in hyp:
-                ax.plot([a / 60, b / 60], [i - 0.15, i - 0.15], color="tab:blue", lw=5, solid_capstyle="butt")
+                ax.plot([a / 60, b / 60], [i + 0.15, i + 0.15], color="tab:blue", lw=5, solid_capstyle="butt")
         ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=8)
         ax.set_xlabel("time in recording (min)")
         ax.set_title("Annotated seizures (red, above) vs detections (blue, below)")
