@@ -214,7 +214,21 @@ class ConvBlock(nn.Module):
         self.act = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training and isinstance(self.conv, nn.Conv2d) and self.bn.track_running_stats:
+            return self._forward_folded(x)
         return self.act(self.bn(self.conv(x)))
+
+    def _forward_folded(self, x: torch.Tensor) -> torch.Tensor:
+        """Eval: BatchNorm folded into the convolution, ReLU in place. Same result as
+        conv -> BN -> ReLU with running statistics, without two passes over the (B, F, C, T) map
+        (the elementwise layers cost as much as the convolutions here)."""
+        conv, bn = self.conv, self.bn
+        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+        weight = conv.weight * scale.view(-1, 1, 1, 1)
+        bias = bn.bias - bn.running_mean * scale
+        pad = conv.padding[1]
+        x = F.pad(x, (pad, pad, 0, 0), mode="replicate") if pad else x
+        return torch.relu_(F.conv2d(x, weight, bias, conv.stride, 0, conv.dilation))
 
 
 class LightSeizureNet(nn.Module):
