@@ -214,7 +214,10 @@ class ConvBlock(nn.Module):
         self.act = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training and isinstance(self.conv, nn.Conv2d) and self.bn.track_running_stats:
+        # pure scoring (inference mode: Lightning's predict/test, benchmarks) takes the folded
+        # path; training, ECAMs, hooks and MAC counting see the modules as they are
+        if (torch.is_inference_mode_enabled() and not self.training and isinstance(self.conv, nn.Conv2d)
+                and self.bn.track_running_stats):
             return self._forward_folded(x)
         return self.act(self.bn(self.conv(x)))
 

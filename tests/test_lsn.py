@@ -164,3 +164,19 @@ def test_backward_and_train_mode():
     (out.logits.sum() + out.cam_features.mean()).backward()
     grads = [p.grad for p in m.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_inference_mode_folds_batchnorm_with_the_same_outputs():
+    torch.manual_seed(0)
+    model = LightSeizureNet(18).eval()
+    for block in model.blocks:  # non-trivial running statistics
+        block.bn.running_mean.uniform_(-1, 1)
+        block.bn.running_var.uniform_(0.5, 2)
+        block.bn.weight.data.uniform_(0.5, 1.5)
+        block.bn.bias.data.uniform_(-0.5, 0.5)
+    x = torch.randn(8, 18, 512) * 50
+    with torch.no_grad():
+        ref = model(x)
+    with torch.inference_mode():
+        folded = model(x)
+    torch.testing.assert_close(folded, ref, atol=1e-5, rtol=1e-5)
