@@ -88,7 +88,7 @@ def summary_markdown(s: dict) -> str:
     head = "| patient | ev sens | ev prec | ev F1 | FA/24h | smp sens | smp prec | smp F1 | window AUROC |"
     has_loc = any("localization" in v for v in s["per_patient"].values())
     if has_loc:
-        head += " loc acc |"
+        head += " loc acc (seizure, attention map) |"
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for p, v in sorted(s["per_patient"].items()):
         if "event" not in v:
@@ -98,7 +98,7 @@ def summary_markdown(s: dict) -> str:
                f"{_fmt(e['fp_per_24h'], 1)} | {_fmt(sm['sensitivity'])} | {_fmt(sm['precision'])} | "
                f"{_fmt(sm['f1'])} | {_fmt(v.get('window_auroc'), 3)} |")
         if has_loc:
-            row += f" {_fmt(v.get('localization', {}).get('loc_acc'))} |"
+            row += f" {_fmt(v.get('localization', {}).get('loc_acc_seizure_attn'))} |"
         lines.append(row)
     agg = s.get("aggregate") or {}
     if agg:
@@ -107,7 +107,7 @@ def summary_markdown(s: dict) -> str:
         lines.append(f"| **mean ± sd** | {ms(e, 'sensitivity')} | {ms(e, 'precision')} | {ms(e, 'f1')} | "
                      f"{ms(e, 'fp_per_24h', 1)} | {ms(sm, 'sensitivity')} | {ms(sm, 'precision')} | {ms(sm, 'f1')} | "
                      f"{_fmt(s['window_auroc']['mean'], 3)} ± {_fmt(s['window_auroc']['sd'], 3)} |"
-                     + (f" {_fmt(s.get('localization', {}).get('loc_acc'))} |" if has_loc else ""))
+                     + (f" {_fmt(s.get('localization', {}).get('loc_acc_seizure_attn'))} |" if has_loc else ""))
         pe, ps = agg["event"]["pooled"], agg["sample"]["pooled"]
         lines.append(f"| **pooled** | {_fmt(pe['sensitivity'])} | {_fmt(pe['precision'])} | {_fmt(pe['f1'])} | "
                      f"{_fmt(pe['fp_per_24h'], 1)} | {_fmt(ps['sensitivity'])} | {_fmt(ps['precision'])} | "
