@@ -227,16 +227,3 @@ def electrode_positions() -> dict[str, np.ndarray]:
     name = "colin27_1020" if "colin27_1020" in mne.channels.get_builtin_montages() else "standard_1020"
     pos = mne.channels.make_standard_montage(name).get_positions()["ch_pos"]
     return {canonical_electrode(k): np.asarray(v, dtype=float) for k, v in pos.items()}
-
-
-def channel_positions(channels) -> np.ndarray:
-    """Position of each channel: an electrode's own, a bipolar channel's at the midpoint of its
-    two electrodes (how topomaps place bipolar channels). Shape (n, 3)."""
-    pos = electrode_positions()
-    out = []
-    for c in channels:
-        els = channel_electrodes(c)
-        if not els or any(e not in pos for e in els):
-            raise MontageError(f"no 10-20 position for channel {c!r}")
-        out.append(np.mean([pos[e] for e in els], axis=0))
-    return np.asarray(out)

@@ -78,22 +78,22 @@ def predict_recording(module, edf: str | Path, preprocessing=None, post: Postpro
         n = int(model.n_times)
         step_s = n / sfreq
     starts = np.arange(0, x.shape[1] - n + 1, n)
-    probs = []
+    # each module's own predict_step turns inputs into per-window probabilities (LSN: one per
+    # window; SZLoc: one per 1 s window of each clip), collected the way the runner does
+    from .registry import collect_predictions
+
+    batches = []
     with torch.inference_mode():
         for i in range(0, len(starts), batch_size):
-            batch = torch.from_numpy(np.stack([x[:, s:s + n] for s in starts[i:i + batch_size]]))
-            probs.append(module.window_probabilities(batch).reshape(len(batch), -1).cpu().numpy()
-                         if hasattr(module, "window_probabilities") else _detect_prob(module, batch))
-    prob = np.concatenate(probs).reshape(-1) if probs else np.zeros(0)
-    t = (np.arange(prob.size) * step_s).astype(float)
+            chunk = starts[i:i + batch_size]
+            batch = {"x": torch.from_numpy(np.stack([x[:, s:s + n] for s in chunk])),
+                     "recording": [rec.recording_id] * len(chunk), "patient": [rec.patient] * len(chunk),
+                     "start_s": torch.from_numpy((chunk / sfreq).astype(np.float32))}
+            batches.append(module.predict_step(batch, i // batch_size))
+    table = collect_predictions(batches)
+    t, prob = np.asarray(table["start_s"], dtype=float), np.asarray(table["probability"], dtype=float)
     events = probabilities_to_events(t, prob, step_s, post, x.shape[1] / sfreq)
     return Prediction(rec.recording_id, x.shape[1] / sfreq, t, prob, events), x, sfreq, channels
-
-
-def _detect_prob(module, batch):
-    from lightning_modules.losses import seizure_logit
-
-    return torch.sigmoid(seizure_logit(module.model(batch))).numpy()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

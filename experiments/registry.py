@@ -80,7 +80,7 @@ def build_module(cfg: DictConfig, model: torch.nn.Module, dm=None):
     return _module_class(cfg)(model, **_module_kwargs(cfg, dm))
 
 
-def load_module(cfg: DictConfig, ckpt: str, model: torch.nn.Module | None = None):
+def load_module(cfg: DictConfig, ckpt: str):
     """A module from a checkpoint (the model is rebuilt from the stored class and kwargs)."""
     return _module_class(cfg).load_from_checkpoint(ckpt, map_location="cpu", weights_only=False)
 

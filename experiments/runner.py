@@ -156,11 +156,10 @@ def _train_and_score(cfg: DictConfig, fold: str, fold_dir: Path, run_dir: Path) 
     # pruned runs keep the final (compacted) network, saved again now that it is compact;
     # others the best validation checkpoint
     if pruning:
-        compact_ckpt = ckpt_dir / "pruned.ckpt"
-        trainer.save_checkpoint(str(compact_ckpt))
+        trainer.save_checkpoint(str(ckpt_dir / "pruned.ckpt"))
     eval_ckpt = None if pruning else (checkpoint.best_model_path or None)
     if eval_ckpt:
-        module = registry.load_module(cfg, eval_ckpt, model)
+        module = registry.load_module(cfg, eval_ckpt)
     test_metrics = {k: float(v) for k, v in trainer.test(module, datamodule=dm, verbose=False)[0].items()}
     predictions = trainer.predict(module, datamodule=dm)
     table = registry.collect_predictions(predictions)

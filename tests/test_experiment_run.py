@@ -140,6 +140,14 @@ def test_szloc_fold_localizes_and_scores(tmp_path):
     n = sum(1 for line in preds[1:] if line.startswith(m["recordings"][0]["recording_id"] + ","))
     assert abs(n - duration) <= 2
 
+    # the predict CLI scores a user's EDF with the SZLoc checkpoint too (1 s windows of 45 s clips)
+    edf = sorted((tmp_path / "corpus").glob("chb02/*.edf"))[0]
+    out = tmp_path / "szloc_events.tsv"
+    p = subprocess.run([sys.executable, "-m", "experiments", "predict", "--ckpt", m["checkpoint"], "--edf", str(edf),
+                        "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert out.read_text().startswith("onset\tduration\teventType")
+
 
 def test_pruned_fold_compacts_and_saves_a_rebuildable_checkpoint(tmp_path):
     from experiments.config import load_config
