@@ -40,8 +40,8 @@ A *measurement* is ``{"median", "min", "max", "values": [...], "unit"}``.
   macs_per_eeg_second[, note]``
 - ``inference``: ``model_only[]``: ``model, source`` (``ours``, ``braindecode`` or ``ours, ONNX
   Runtime``: LSN exported by ``lightning_modules.export``, plus ``max_abs_diff_vs_torch``),
-  ``batch_size`` and measurements ``windows_per_s, eeg_hours_per_s, realtime_factor``; ``from_edf[]``: ``model, eeg_hours,
-  n_windows`` and measurements ``realtime_factor, eeg_hours_per_s``
+  ``batch_size`` and measurements ``windows_per_s, eeg_hours_per_s, realtime_factor``;
+  ``from_edf[]``: ``model, eeg_hours, n_windows`` and measurements ``realtime_factor, eeg_hours_per_s``
 - ``training``: ``model, optimizer, device, cpu: {batch_size, steps_per_repeat, windows_per_s},
   gpu`` (null: no GPU)
 - ``targets[]``: ``name, what, target, value, met`` (null when not measured)

@@ -27,9 +27,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from datamodules.montage import DOUBLE_BANANA, derive
 from datamodules.preprocessing import PreprocessingConfig
 from datamodules.recording import DatasetError, Recording
+from eeg.montage import DOUBLE_BANANA, derive
 
 IMPLEMENTATIONS = ("ours", "braindecode")
 
@@ -77,7 +77,7 @@ def build_ours(recordings: list[Recording], root: str, out: Path, cfg: Preproces
 
 def bipolar_picks(rec: Recording, montage: tuple[str, ...] = DOUBLE_BANANA) -> list[int]:
     """File channel index of each ``montage`` channel, for a recording that stores them as bipolar
-    pairs (as CHB-MIT does). Resolved by name through :func:`datamodules.montage.derive`; MNE keeps
+    pairs (as CHB-MIT does). Resolved by name through :func:`eeg.montage.derive`; MNE keeps
     the file's channel order, so these index ``raw.ch_names`` too (MNE renames duplicates)."""
     d = derive(rec.channels, montage)
     picks = []

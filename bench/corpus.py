@@ -16,6 +16,7 @@ from pathlib import Path
 
 from datamodules.recording import DatasetError, Recording
 
+
 @dataclass(frozen=True)
 class BenchCorpus:
     """Recordings the benchmark runs on.

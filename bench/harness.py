@@ -308,7 +308,8 @@ class Bench:
             end_to_end.append({"model": s.name, **r})
             _log(f"predict from EDF {s.name}: {r['realtime_factor']['median']:,.0f}x real time")
         self.results["inference"] = {"model_only": rows, "from_edf": end_to_end,
-                                     "note": f"SZLoc scores batches of {self.cfg.szloc_batch} clips of 45 s, the others "
+                                     "note": f"SZLoc scores batches of {self.cfg.szloc_batch} clips of 45 s, "
+                                             f"the others "
                                              f"batches of {self.cfg.batch_size} windows of {self.cfg.window_s:g} s"}
 
     def section_training(self) -> None:

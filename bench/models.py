@@ -46,7 +46,6 @@ def pruned_lsn(n_chans: int, n_times: int, sfreq: float, sparsity: float = 0.5, 
     False removes whole filters only and leaves dense convolutions with zero kernels.
     """
     from callbacks.pruning import KernelPruning, compact, sparse_macs
-
     from lightning_modules.lsn import LightSeizureNet
 
     torch.manual_seed(seed)

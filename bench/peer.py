@@ -6,18 +6,12 @@ the ``bench`` extra (skorch, torchinfo, docstring-inheritance, psutil).
 """
 from __future__ import annotations
 
-import importlib.util
-
 INSTALL_HINT = ('install it for the benchmark with: .venv/bin/python -m pip install -e ".[bench]" && '
                 ".venv/bin/python -m pip install --no-deps braindecode==0.8.1  (or run `make bench`)")
 
 
 class PeerMissing(RuntimeError):
     """braindecode (or one of its dependencies) cannot be imported."""
-
-
-def braindecode_available() -> bool:
-    return importlib.util.find_spec("braindecode") is not None
 
 
 def require_braindecode() -> str:

@@ -1,7 +1,7 @@
 """Section 4, end to end: seizure probabilities for whole EDF recordings, timed as one path.
 
 read the EDF (:func:`datamodules.edf.read_edf_signals`, only the channels the montage needs) ->
-harmonize to the double banana (:func:`datamodules.montage.derive`) -> band-pass and resample
+harmonize to the double banana (:func:`eeg.montage.derive`) -> band-pass and resample
 (:func:`datamodules.preprocessing.preprocess`) -> non-overlapping windows (views, no copy) ->
 model in batches under ``torch.inference_mode``. The same steps the cache and the DataModule
 take, without writing the cache: what scoring a new recording costs.
@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from datamodules.edf import read_edf_signals
-from datamodules.montage import DOUBLE_BANANA, derive
 from datamodules.preprocessing import PreprocessingConfig, preprocess
 from datamodules.recording import Recording
+from eeg.montage import DOUBLE_BANANA, derive
 
 from .stats import Measurement
 

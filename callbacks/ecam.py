@@ -31,7 +31,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.loggers import WandbLogger
 
 from callbacks.panels import render_activation_panel, save_panel, top_channel
-from datamodules.montage import soz_channel_mask
+from eeg.montage import soz_channel_mask
 
 log = logging.getLogger(__name__)
 

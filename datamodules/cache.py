@@ -40,7 +40,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .montage import DOUBLE_BANANA, MontageError, derive
+from eeg.montage import DOUBLE_BANANA, MontageError, derive
+
 from .preprocessing import PreprocessingConfig, preprocess
 from .recording import DatasetError, Recording
 

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from eeg.montage import soz_channel_mask
+
 from .cache import CachedRecording, SignalReader
-from .montage import soz_channel_mask
 from .recording import DatasetError
 
 #: Onset distance of windows in clips without an onset (finite: survives float32 and collation).

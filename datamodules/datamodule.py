@@ -15,8 +15,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from eeg.montage import DOUBLE_BANANA, soz_channel_mask
+
 from .cache import CachedRecording, SignalReader, build_cache, list_recordings, read_signal
-from .montage import DOUBLE_BANANA, soz_channel_mask
 from .preprocessing import PreprocessingConfig
 from .recording import DatasetError, Recording
 from .splits import loso_split

@@ -41,7 +41,7 @@ class PreprocessingConfig:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_mapping(cls, d) -> "PreprocessingConfig":
+    def from_mapping(cls, d) -> PreprocessingConfig:
         return cls(**{k: (None if v in (None, "null", "None") else v) for k, v in dict(d).items()})
 
 

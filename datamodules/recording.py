@@ -62,7 +62,7 @@ class Recording:
     def n_seizures(self) -> int:
         return len(self.seizures)
 
-    def with_(self, **changes) -> "Recording":
+    def with_(self, **changes) -> Recording:
         """A copy with some fields replaced (records are immutable)."""
         return dataclasses.replace(self, **changes)
 
@@ -84,7 +84,7 @@ class Recording:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Recording":
+    def from_dict(cls, d: dict) -> Recording:
         return cls(
             patient=d["patient"],
             recording_id=d["recording_id"],

@@ -41,8 +41,3 @@ def loso_split(patients: list[str], test_patient: str, val_patients: int | list[
     if not val:
         raise DatasetError("at least one validation patient is needed (early stopping and thresholds)")
     return Split((test_patient,), tuple(val), tuple(train))
-
-
-def folds(patients: list[str]) -> list[str]:
-    """Held-out patient of every LOSO fold, in order."""
-    return sorted(set(patients))

@@ -49,15 +49,16 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from scipy import fft as _fft
 
-from datamodules.montage import CHBMIT_23, REGIONS, electrode_positions
 from datamodules.recording import DatasetError
+from eeg.head import electrode_positions
+from eeg.montage import CHBMIT_23, REGIONS
 
 #: Bump when the bytes written for a given set of parameters change (invalidates reuse).
 GENERATOR_VERSION = 1
@@ -253,7 +254,7 @@ class CorpusTruth:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CorpusTruth":
+    def from_dict(cls, d: dict) -> CorpusTruth:
         def seizure(s):
             return SeizureTruth(**s)
 

@@ -40,13 +40,13 @@ class WindowIndex:
     def start_s(self) -> np.ndarray:
         return self.start / self.sfreq
 
-    def select(self, mask_or_idx) -> "WindowIndex":
+    def select(self, mask_or_idx) -> WindowIndex:
         sel = np.asarray(mask_or_idx)
         return WindowIndex(self.recordings, self.recording[sel], self.start[sel], self.label[sel],
                            self.boundary_dist_s[sel], self.onset_dist_s[sel], self.n_times, self.sfreq)
 
     @staticmethod
-    def concat(a: "WindowIndex", b: "WindowIndex") -> "WindowIndex":
+    def concat(a: WindowIndex, b: WindowIndex) -> WindowIndex:
         if a.recordings != b.recordings or a.n_times != b.n_times:
             raise ValueError("can only join windows over the same recordings and length")
         cat = np.concatenate

@@ -36,7 +36,7 @@ submitit's own job-state polling uses ``sacct``, which needs accounting storage.
 read from submitit's result file, and a job that leaves ``squeue`` (or reaches a final state) without
 writing one (killed, out of memory, node failure) is reported failed after ``grace_s``: the launcher
 works on clusters with and without accounting, including the single-node test cluster
-(:mod:`experiments.slurm_cluster`).
+(:mod:`tests.support.slurm_cluster`).
 """
 from __future__ import annotations
 
@@ -46,9 +46,10 @@ import sys
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import submitit
 import yaml
@@ -196,7 +197,7 @@ def _run_inline(fn: Callable[[str], Any], fold: str) -> FoldOutcome:
 
 
 def _run_slurm(call: FoldCall, folds: list[str], log_dir: Path, s: dict, job_name: str, poll_s: float,
-               grace_s: float, timeout_s: float | None, report: "_Progress") -> dict[str, FoldOutcome]:
+               grace_s: float, timeout_s: float | None, report: _Progress) -> dict[str, FoldOutcome]:
     executor = submitit.AutoExecutor(folder=log_dir, cluster="slurm")
     params: dict[str, Any] = dict(
         name=job_name, timeout_min=int(s["timeout_min"]), mem_gb=s["mem_gb"], cpus_per_task=int(s["cpus_per_task"]),
@@ -258,7 +259,7 @@ def _run_slurm(call: FoldCall, folds: list[str], log_dir: Path, s: dict, job_nam
 
 
 def _run_local(call: FoldCall, folds: list[str], log_dir: Path, s: dict, max_parallel: int, poll_s: float,
-               grace_s: float, timeout_s: float | None, report: "_Progress") -> dict[str, FoldOutcome]:
+               grace_s: float, timeout_s: float | None, report: _Progress) -> dict[str, FoldOutcome]:
     executor = submitit.LocalExecutor(folder=log_dir)
     n_gpus = int(s["gpus_per_node"])
     slots = _local_gpu_slots(n_gpus, max_parallel)

@@ -61,9 +61,9 @@ def predict_recording(module, edf: str | Path, preprocessing=None, post: Postpro
     """Window probabilities and events of one EDF file; returns (Prediction, signal, sfreq, channels)."""
     from datamodules.cache import load_harmonized
     from datamodules.edf import read_edf_header
-    from datamodules.montage import DOUBLE_BANANA
     from datamodules.preprocessing import PreprocessingConfig
     from datamodules.recording import Recording
+    from eeg.montage import DOUBLE_BANANA
 
     header = read_edf_header(edf)
     rec = Recording(patient="user", recording_id=Path(edf).stem, path=str(edf), duration_s=header.duration_s,

@@ -149,7 +149,7 @@ def write_plots(run_dir: Path, s: dict, fold_dirs: list[Path]) -> list[Path]:
                 rows.append((ref.name.replace("_events.tsv", ""), read_events_tsv(ref), read_events_tsv(hyp)))
     if rows:
         fig, ax = plt.subplots(figsize=(12, 0.45 * len(rows) + 1.2))
-        for i, (rid, (ref, dur), (hyp, _)) in enumerate(rows):
+        for i, (_, (ref, dur), (hyp, _)) in enumerate(rows):
             ax.plot([0, dur / 60], [i, i], color="0.85", lw=6, solid_capstyle="butt")
             for a, b in ref:  # the y axis is inverted: smaller y is drawn above
                 ax.plot([a / 60, b / 60], [i - 0.15, i - 0.15], color="tab:red", lw=5, solid_capstyle="butt")

@@ -27,7 +27,7 @@ class Counts:
     ref: float = 0.0
     hours: float = 0.0
 
-    def __add__(self, other: "Counts") -> "Counts":
+    def __add__(self, other: Counts) -> Counts:
         return Counts(self.tp + other.tp, self.fp + other.fp, self.ref + other.ref, self.hours + other.hours)
 
     def metrics(self) -> dict:

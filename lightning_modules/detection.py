@@ -8,9 +8,9 @@ spatial SOZ loss terms and :meth:`SeizureDetectionModule.activation_maps`.
 """
 from __future__ import annotations
 
-
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -18,13 +18,18 @@ import torch
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import (BinaryAUROC, BinaryAveragePrecision, BinaryF1Score,
-                                         BinaryRecall, BinarySpecificity)
+from torchmetrics.classification import (
+    BinaryAUROC,
+    BinaryAveragePrecision,
+    BinaryF1Score,
+    BinaryRecall,
+    BinarySpecificity,
+)
 
 from lightning_modules.activation_maps import ActivationMaps
 from lightning_modules.losses import DetectionLoss, seizure_logit
-from lightning_modules.model_spec import resolve_model
 from lightning_modules.lsn import dominant_frequency
+from lightning_modules.model_spec import resolve_model
 
 
 class SeizureDetectionModule(pl.LightningModule):

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import math
 import zlib
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -33,7 +34,8 @@ from torchmetrics import Metric, SumMetric
 from torchmetrics.classification import BinaryAUROC
 from torchmetrics.utilities import dim_zero_cat
 
-from datamodules.montage import DOUBLE_BANANA, channel_electrodes, electrode_positions
+from eeg.head import electrode_positions
+from eeg.montage import DOUBLE_BANANA, channel_electrodes
 from lightning_modules.activation_maps import ActivationMaps
 from lightning_modules.model_spec import resolve_model
 from lightning_modules.szloc_losses import SZLocLoss, SZLocLossWeights

@@ -13,7 +13,8 @@ Pure ``torch.nn``: no Lightning import here.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F

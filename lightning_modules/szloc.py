@@ -249,7 +249,6 @@ class SZLoc(nn.Module):
                 f"SZLoc expects (batch, {self.n_chans} channels, n_windows * {self.window_samples} "
                 f"samples), got {tuple(x.shape)}")
         b, c = x.shape[:2]
-        n = x.shape[2] // self.window_samples
         x = self.scale_input(rearrange(x, "b c (n w) -> b c n w", w=self.window_samples))
 
         local = self.local_encoder(rearrange(x, "b c n w -> (b c n) 1 w"))

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-import experiments.slurm_cluster as slurm_cluster_mod
+import tests.support.slurm_cluster as slurm_cluster_mod
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")

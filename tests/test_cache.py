@@ -8,17 +8,15 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from datamodules.cache import (SCHEMA_VERSION, SignalReader, build_cache, is_valid, list_recordings,
-                               read_signal)
-from datamodules.montage import DOUBLE_BANANA
+from datamodules.cache import SCHEMA_VERSION, SignalReader, build_cache, is_valid, list_recordings, read_signal
 from datamodules.preprocessing import PreprocessingConfig
 from datamodules.sources import discover
+from eeg.montage import DOUBLE_BANANA
 
 
 @pytest.fixture()
@@ -49,6 +47,7 @@ def test_cached_signal_is_the_filtered_bipolar_derivation(corpus, tmp_path):
     """Independent check of the whole path with MNE: read the EDF, pick FP1-F7, filter it the
     same way, compare with what the cache holds."""
     import mne
+
     from datamodules.preprocessing import preprocess
 
     root, recs = corpus

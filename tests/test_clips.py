@@ -10,10 +10,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from datamodules.cache import CachedRecording, list_recordings
-from datamodules.clips import (NO_ONSET_S, ClipDataset, SeizureClipIndex, make_clip_dataloaders,
-                               window_labels)
-from datamodules.montage import DOUBLE_BANANA, soz_channel_mask
+from datamodules.clips import NO_ONSET_S, ClipDataset, SeizureClipIndex, make_clip_dataloaders, window_labels
 from datamodules.recording import DatasetError
+from eeg.montage import DOUBLE_BANANA, soz_channel_mask
 
 SF = 16.0  # a low rate keeps the files tiny; clips are still 45 windows of 1 s
 

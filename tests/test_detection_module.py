@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -14,13 +13,12 @@ from pytorch_lightning.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.montage import DOUBLE_BANANA
+from eeg.montage import DOUBLE_BANANA
 from lightning_modules.activation_maps import ActivationMaps
 from lightning_modules.detection import SeizureDetectionModule
-from lightning_modules.model_spec import build_model
-from lightning_modules.losses import (DetectionLoss, boundary_weights, detection_loss,
-                                      seizure_logit, spatial_losses)
+from lightning_modules.losses import DetectionLoss, boundary_weights, detection_loss, seizure_logit, spatial_losses
 from lightning_modules.lsn import LightSeizureNet
+from lightning_modules.model_spec import build_model
 
 torch.set_num_threads(1)
 SFREQ, T, C = 256.0, 512, 18

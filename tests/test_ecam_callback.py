@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 pl = pytest.importorskip("pytorch_lightning")
 
 from callbacks.ecam import ActivationMapLogger, EventLocalization, _round_robin  # noqa: E402
-from datamodules.montage import DOUBLE_BANANA, soz_channel_mask  # noqa: E402
+from eeg.montage import DOUBLE_BANANA, soz_channel_mask  # noqa: E402
 from lightning_modules.activation_maps import ActivationMaps  # noqa: E402
 
 SF = 32.0

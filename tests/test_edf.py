@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from datamodules.edf import EdfHeader, read_edf_header, read_edf_signals, write_edf
-from datamodules.montage import CHBMIT_23
 from datamodules.recording import DatasetError
+from eeg.montage import CHBMIT_23
 
 FIXTURES = Path(__file__).parent / "data" / "chbmit" / "chb05"
 REAL = sorted(FIXTURES.glob("chb05_*.edf"))

@@ -6,8 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from experiments.events import (PostprocessConfig, probabilities_to_events, read_events_tsv,
-                                write_events_tsv)
+from experiments.events import PostprocessConfig, probabilities_to_events, read_events_tsv, write_events_tsv
 from experiments.scoring import aggregate, per_patient, score_recording
 
 

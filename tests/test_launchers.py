@@ -6,8 +6,15 @@ import os
 import pytest
 import yaml
 
-from experiments.launchers import (SLURM_DEFAULTS, FoldCall, FoldOutcome, _local_gpu_slots, _selftest_fold,
-                                   launch_folds, write_wandb_sweep)
+from experiments.launchers import (
+    SLURM_DEFAULTS,
+    FoldCall,
+    FoldOutcome,
+    _local_gpu_slots,
+    _selftest_fold,
+    launch_folds,
+    write_wandb_sweep,
+)
 
 FOLDS = ["chb01", "fail02", "chb03"]
 

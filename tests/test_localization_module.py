@@ -13,11 +13,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.cache import list_recordings
 from datamodules.clips import ClipDataset, SeizureClipIndex
-from datamodules.montage import DOUBLE_BANANA
+from eeg.montage import DOUBLE_BANANA
 from lightning_modules.activation_maps import ActivationMaps
-from lightning_modules.localization import (LocalizationAccuracy, SeizureLocalizationModule,
-                                            neighbour_matrix, patient_key, tolerance_zone,
-                                            top_in_zone)
+from lightning_modules.localization import (
+    LocalizationAccuracy,
+    SeizureLocalizationModule,
+    neighbour_matrix,
+    patient_key,
+    tolerance_zone,
+    top_in_zone,
+)
 from lightning_modules.szloc import SZLoc
 
 torch.set_num_threads(1)

@@ -10,21 +10,13 @@ mne = pytest.importorskip("mne")
 
 from callbacks.panels import (  # noqa: E402
     Localization,
-    _project,
     _topomap_instants,
-    project_electrodes,
     render_activation_panel,
     save_panel,
-    scalp_layout,
-    scalp_positions,
     top_channel,
 )
-from datamodules.montage import (  # noqa: E402
-    DOUBLE_BANANA,
-    MontageError,
-    electrode_positions,
-    soz_channel_mask,
-)
+from eeg.head import _project, electrode_positions, project_electrodes, scalp_layout, scalp_positions  # noqa: E402
+from eeg.montage import DOUBLE_BANANA, MontageError, soz_channel_mask  # noqa: E402
 from lightning_modules.activation_maps import ActivationMaps  # noqa: E402
 
 SF = 64.0

@@ -13,8 +13,7 @@ from pytorch_lightning.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from callbacks.pruning import (KernelPruning, compact, kernel_mask, kernel_scores, sparse_macs,
-                               unpruned_params)
+from callbacks.pruning import KernelPruning, compact, kernel_mask, kernel_scores, sparse_macs, unpruned_params
 from lightning_modules.cost import count_macs, count_params
 from lightning_modules.detection import SeizureDetectionModule
 from lightning_modules.lsn import LightSeizureNet, SparseKernelConv

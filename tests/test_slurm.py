@@ -2,7 +2,8 @@
 
 The session fixture :func:`slurm_cluster` installs and starts the cluster when it can (root with apt,
 as in CI) and skips with the reason otherwise; set ``SEIZURE_REQUIRE_SLURM=1`` to make that a failure
-instead (CI, so the SLURM path is never silently untested). The fixture lives in conftest.py, shared with the sweep test.
+instead (CI, so the SLURM path is never silently untested). The fixture lives in conftest.py, shared
+with the sweep test.
 """
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import time
 
 import pytest
 
-from experiments import slurm_cluster as sc
 from experiments.launchers import _selftest_fold, launch_folds
+from tests.support import slurm_cluster as sc
 
 TINY_JOB = dict(cpus_per_task=1, mem_gb=1, timeout_min=5)
 

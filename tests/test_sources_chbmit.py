@@ -8,13 +8,18 @@ import numpy as np
 import pytest
 
 from datamodules.edf import write_edf
-from datamodules.montage import CHBMIT_23
 from datamodules.recording import DatasetError
 from datamodules.sources import discover, montage_problem, scan
 from datamodules.sources.chbmit import (
-    clock_to_seconds, parse_summary, patient_of, read_chbmit, read_subject_info, subject_of,
+    clock_to_seconds,
+    parse_summary,
+    patient_of,
+    read_chbmit,
+    read_subject_info,
+    subject_of,
 )
 from datamodules.sources.soz import write_soz_tsv
+from eeg.montage import CHBMIT_23
 
 DATA = Path(__file__).parent / "data"
 REAL = DATA / "chbmit"

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from datamodules import synthetic as S
-from datamodules.montage import CHBMIT_23, DOUBLE_BANANA, derive, soz_channel_mask
 from datamodules.recording import DatasetError
+from eeg.montage import CHBMIT_23, DOUBLE_BANANA, derive, soz_channel_mask
 
 REAL = Path(__file__).parent / "data" / "chbmit"
 SEED = 11
@@ -340,7 +340,7 @@ def test_seizures_are_focal_strong_and_evolving(corpus, busy):
                     f = np.fft.rfftfreq(third, 1 / 256)
                     keep = (f > 1.5) & (f < 12)
 
-                    def peak(a):
+                    def peak(a, f=f, keep=keep):
                         return f[keep][np.argmax(np.abs(np.fft.rfft(a))[keep])]
 
                     early, late = peak(y[best, start:start + third]), peak(y[best, start + 2 * third:start + 3 * third])

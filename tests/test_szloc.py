@@ -8,8 +8,7 @@ from torch import nn
 
 from lightning_modules.cost import count_macs, count_params
 from lightning_modules.szloc import FusionLayer, SZLoc, SZLocOutput, onset_maps
-from lightning_modules.szloc_losses import (NO_ONSET, SZLocLoss, SZLocLossWeights, detection_mask,
-                                            spatial_terms)
+from lightning_modules.szloc_losses import NO_ONSET, SZLocLoss, SZLocLossWeights, detection_mask, spatial_terms
 
 torch.set_num_threads(1)
 

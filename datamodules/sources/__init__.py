@@ -21,10 +21,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from datamodules.montage import DOUBLE_BANANA, MontageError, derive
 from datamodules.recording import DatasetError, Recording
 from datamodules.sources import bids, chbmit
 from datamodules.sources.soz import SOZ_FILENAME, read_soz_tsv
+from eeg.montage import DOUBLE_BANANA, MontageError, derive
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def detect_layout(root: str | os.PathLike) -> str:
 def montage_problem(recording: Recording, target: tuple[str, ...] = DOUBLE_BANANA) -> str | None:
     """Why ``recording`` cannot provide the ``target`` montage, or None when it can.
 
-    Uses :func:`datamodules.montage.derive` on the channel names found in the EDF header.
+    Uses :func:`eeg.montage.derive` on the channel names found in the EDF header.
     """
     if not recording.channels:
         return f"{recording.path}: no channels could be read from the EDF header; recording unusable"

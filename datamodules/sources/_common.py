@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datamodules.edf import EdfHeader, read_edf_header
-from datamodules.montage import is_eeg_label
 from datamodules.recording import DatasetError
+from eeg.montage import is_eeg_label
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ framework for the validation of EEG-based automated seizure detection algorithms
 recordingDuration. Seizure events have an ``eventType`` starting with ``sz`` (``sz``,
 ``sz_foc_ia``...); ``bckg`` marks a recording without seizures. Channel labels in these EDFs
 use old names and mixed case (``Fp1-F7``, ``T3-T5``); Recording.channels keep them as found
-and :func:`datamodules.montage.derive` maps them.
+and :func:`eeg.montage.derive` maps them.
 
 The ``channels`` column of seizure events (comma-separated labels, or ``n/a``) is a second
 source of onset zones: the electrodes of the listed channels, pooled over a patient's
@@ -22,9 +22,9 @@ import csv
 import os
 from pathlib import Path
 
-from datamodules.montage import channel_electrodes
 from datamodules.recording import DatasetError, Recording
 from datamodules.sources._common import header_facts, seizure_warnings
+from eeg.montage import channel_electrodes
 
 LAYOUT = "bids"
 REQUIRED_COLUMNS = ("onset", "duration", "eventType")
@@ -84,7 +84,7 @@ def read_events(path: str | os.PathLike):
             continue
         if len(row) != len(header):
             raise DatasetError(f"{path}, line {number}: {len(row)} fields, the header has {len(header)}")
-        get = lambda name: row[col[name]].strip() if name in col else ""  # noqa: E731
+        get = lambda name, row=row: row[col[name]].strip() if name in col else ""
         if duration is None and get("recordingDuration").lower() not in _EMPTY:
             try:
                 duration = float(get("recordingDuration"))

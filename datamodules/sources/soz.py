@@ -9,7 +9,7 @@ notes (and the synthetic generator writes its ground truth) in one small table::
 
 ``electrodes`` is a comma-separated list of 10-20 names (old names such as T3 are mapped to
 T7); ``region`` is optional free text. A row with no electrodes must name one of the regions
-in :data:`datamodules.montage.REGIONS`, whose electrodes then stand for the zone (the coarse
+in :data:`eeg.montage.REGIONS`, whose electrodes then stand for the zone (the coarse
 labels SZLoc trains against, Craley et al., MIDL 2022).
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from datamodules.montage import ELECTRODES, REGIONS, canonical_electrode
 from datamodules.recording import DatasetError
+from eeg.montage import ELECTRODES, REGIONS, canonical_electrode
 
 #: File name of the onset-zone table at a dataset root.
 SOZ_FILENAME = "soz.tsv"

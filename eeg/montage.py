@@ -215,15 +215,3 @@ def expand_soz(soz) -> frozenset[str]:
         else:
             out.add(canonical_electrode(item))
     return frozenset(out)
-
-
-@lru_cache(maxsize=1)
-def electrode_positions() -> dict[str, np.ndarray]:
-    """3-D head positions (m) of the 10-20 electrodes from MNE's ``standard_1020`` montage,
-    keyed by canonical name."""
-    import mne
-
-    # MNE 1.13 renamed standard_1020 (deprecated) to colin27_1020; accept either.
-    name = "colin27_1020" if "colin27_1020" in mne.channels.get_builtin_montages() else "standard_1020"
-    pos = mne.channels.make_standard_montage(name).get_positions()["ch_pos"]
-    return {canonical_electrode(k): np.asarray(v, dtype=float) for k, v in pos.items()}

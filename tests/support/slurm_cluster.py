@@ -38,7 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CONF_PATH = Path("/etc/slurm/slurm.conf")
-CONF_MARKER = "# Written by experiments.slurm_cluster (seizure-lightning): a single-node test cluster."
+CONF_MARKER = "# Written by the seizure-lightning test support: a single-node test cluster."
+# What every version of the marker says (the helper once lived in experiments/): a file holding it is ours.
+_MARKER_TAIL = "(seizure-lightning): a single-node test cluster."
 MUNGE_KEY = Path("/etc/munge/munge.key")
 MUNGE_RUN_DIR = Path("/run/munge")
 MUNGED_PIDFILE = MUNGE_RUN_DIR / "munged.pid"
@@ -202,7 +204,7 @@ def _apt_install(timeout_s: float) -> float:
     policy = Path("/usr/sbin/policy-rc.d")
     own_policy = not policy.exists()
     if own_policy:
-        policy.write_text("#!/bin/sh\n# temporary (experiments.slurm_cluster): no service starts during install\n"
+        policy.write_text("#!/bin/sh\n# temporary (tests.support.slurm_cluster): no service starts during install\n"
                           "exit 101\n")
         policy.chmod(0o755)
     t0 = time.monotonic()
@@ -273,7 +275,8 @@ def _node_hardware() -> str:
 
 
 def _write_conf(node_line: str) -> None:
-    if CONF_PATH.exists() and CONF_MARKER not in CONF_PATH.read_text(errors="replace"):
+    text = CONF_PATH.read_text(errors="replace") if CONF_PATH.exists() else ""
+    if CONF_PATH.exists() and CONF_MARKER not in text and _MARKER_TAIL not in text:
         raise SlurmUnavailable(f"{CONF_PATH} exists and was not written by this helper: not overwriting "
                                "a site configuration (start that cluster yourself, then rerun)")
     node = _field(node_line, "NodeName")
