@@ -134,6 +134,12 @@ class BalancedWindowSampler(Sampler[int]):
         return iter(order.tolist())
 
 
+def _check_positive(**values) -> None:
+    for name, v in values.items():
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
+            raise ValueError(f"{name} must be > 0, got {v!r}")
+
+
 class LOSODataModule(pl.LightningDataModule):
     """Leave-one-patient-out windows from a dataset folder (CHB-MIT, SzCORE BIDS, synthetic).
 
@@ -166,6 +172,21 @@ class LOSODataModule(pl.LightningDataModule):
                  montage: tuple[str, ...] = DOUBLE_BANANA, recordings: list[Recording] | None = None,
                  progress: bool = True):
         super().__init__()
+        _check_positive(window_s=window_s, train_hop_s=train_hop_s, seizure_hop_s=seizure_hop_s,
+                        batch_size=batch_size)
+        if not 0.0 < float(min_overlap) <= 1.0:
+            raise ValueError(f"min_overlap must be in (0, 1], got {min_overlap!r}")
+        if float(background_ratio) < 0:
+            raise ValueError(f"background_ratio must be >= 0, got {background_ratio!r}")
+        if max_seizure_windows is not None and int(max_seizure_windows) < 1:
+            raise ValueError(f"max_seizure_windows must be >= 1 or null, got {max_seizure_windows!r}")
+        if int(num_workers) < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers!r}")
+        if isinstance(val_patients, int) and val_patients < 1:
+            raise ValueError(f"val_patients must be at least 1 (early stopping and thresholds need "
+                             f"validation data), got {val_patients!r}")
+        if not montage:
+            raise ValueError("montage must list at least one channel")
         self.data_root = str(data_root)
         self.test_patient = test_patient
         self.cache_dir = str(cache_dir)
@@ -207,6 +228,12 @@ class LOSODataModule(pl.LightningDataModule):
     @property
     def n_times(self) -> int:
         return int(round(self.window_s * self.sfreq))
+
+    def model_shape(self, sfreq: float | None = None) -> dict:
+        """Signal-shaped arguments for a window model (braindecode names): ``n_chans``,
+        ``n_times``, ``sfreq``. ``sfreq`` overrides the rate (before the cache is built)."""
+        sf = float(sfreq) if sfreq is not None else float(self.sfreq)
+        return {"n_chans": len(self.channels), "n_times": int(round(self.window_s * sf)), "sfreq": sf}
 
     # -- Lightning hooks ------------------------------------------------------------------
     def recordings(self) -> list[Recording]:

@@ -12,7 +12,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from .events import read_events_tsv
-from .runner import ERROR_FILE, METRICS_FILE
+from .run_folder import ERROR_FILE, RunFolder
 from .scoring import Counts, RecordingScore, aggregate, per_patient
 
 COLUMNS = ("sensitivity", "precision", "f1", "fp_per_24h")
@@ -33,16 +33,20 @@ def _fmt(v, digits=2):
 def aggregate_run(run_dir: str | Path, cfg: DictConfig | None = None, wall_seconds: float | None = None) -> dict:
     """Read every fold of ``run_dir`` and write summary.json, summary.md, plots and report.html."""
     run_dir = Path(run_dir)
-    fold_dirs = sorted((run_dir / "folds").glob("*")) if (run_dir / "folds").exists() else []
+    folder = RunFolder(run_dir)
+    fold_dirs = [folder.fold_dir(f) for f in folder.folds()]
     metrics, failed = [], {}
     for d in fold_dirs:
-        if (d / METRICS_FILE).exists():
-            metrics.append(json.loads((d / METRICS_FILE).read_text()))
+        m = folder.metrics(d.name)
+        if m is not None:
+            metrics.append(m)
         elif (d / ERROR_FILE).exists():
             lines = (d / ERROR_FILE).read_text().strip().splitlines()
             failed[d.name] = lines[-1] if lines else "failed"
         else:
-            failed[d.name] = "did not finish"
+            state = folder.status(d.name).get("state")
+            failed[d.name] = ("interrupted: rerun the same run_id to resume" if state == "interrupted"
+                              else "did not finish")
     scores = _load_scores(metrics)
     patients = per_patient(scores)
     for m in metrics:  # window-level and localization metrics per held-out patient
@@ -216,7 +220,7 @@ def _md_table_html(md: str) -> str:
 
 def log_summary_to_wandb(cfg: DictConfig, run_dir: Path, s: dict) -> None:
     """The summary table as one W&B run in the experiment's group (offline by default)."""
-    if not cfg.wandb.enabled:
+    if cfg.wandb is None or cfg.wandb.mode == "disabled":
         return
     import wandb
 

@@ -48,14 +48,28 @@ class RecordingScore:
 
 
 @dataclass(frozen=True)
-class EventScoringParams:
-    """SzCORE defaults."""
+class ScoringParams:
+    """SzCORE scoring settings (its defaults): event tolerances before/after an annotated onset,
+    minimum overlap, events longer than ``max_event_duration_s`` split and events closer than
+    ``min_duration_between_events_s`` merged; sample scoring at ``sample_fs`` Hz."""
 
     tolerance_start_s: float = 30.0
     tolerance_end_s: float = 60.0
     min_overlap: float = 0.0
     max_event_duration_s: float = 300.0
     min_duration_between_events_s: float = 90.0
+    sample_fs: int = 1
+
+    def __post_init__(self):
+        for name in ("tolerance_start_s", "tolerance_end_s", "min_duration_between_events_s"):
+            if float(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0.0 <= float(self.min_overlap) <= 1.0:
+            raise ValueError(f"min_overlap must be in [0, 1], got {self.min_overlap!r}")
+        if float(self.max_event_duration_s) <= 0:
+            raise ValueError(f"max_event_duration_s must be > 0, got {self.max_event_duration_s!r}")
+        if int(self.sample_fs) < 1:
+            raise ValueError(f"sample_fs must be at least 1 Hz, got {self.sample_fs!r}")
 
     def to_timescoring(self):
         return scoring.EventScoring.Parameters(
@@ -66,8 +80,9 @@ class EventScoringParams:
 
 def score_recording(recording_id: str, patient: str, reference: list[tuple[float, float]],
                     hypothesis: list[tuple[float, float]], duration_s: float,
-                    params: EventScoringParams = EventScoringParams(), sample_fs: int = 1) -> RecordingScore:
+                    params: ScoringParams = ScoringParams()) -> RecordingScore:
     """Event and sample scores of one recording (events in seconds)."""
+    sample_fs = int(params.sample_fs)
     n = max(1, int(round(duration_s * sample_fs)))
     clip = lambda evs: [(max(0.0, a), min(duration_s, b)) for a, b in evs if min(duration_s, b) > max(0.0, a)]
     ref = Annotation(clip(reference), sample_fs, n)

@@ -18,7 +18,6 @@ from lightning_modules.activation_maps import ActivationMaps
 from lightning_modules.detection import SeizureDetectionModule
 from lightning_modules.losses import DetectionLoss, boundary_weights, detection_loss, seizure_logit, spatial_losses
 from lightning_modules.lsn import LightSeizureNet
-from lightning_modules.model_spec import build_model
 
 torch.set_num_threads(1)
 SFREQ, T, C = 256.0, 512, 18
@@ -198,7 +197,7 @@ def test_generic_model_trains_validates_tests_predicts(data, tmp_path):
     preds = trainer.predict(module, DataLoader(val, batch_size=48))
     assert torch.cat([p["prob"] for p in preds]).shape == (len(val),)
     assert module.activation_maps(np.zeros((C, 2 * T), np.float32), SFREQ, DOUBLE_BANANA) is None
-    assert module.hparams.model_class.endswith("TinyNet") and module.hparams.model_kwargs is None
+    assert "model_class" not in module.hparams and "model" not in module.hparams  # no import path stored
 
 
 def test_spatial_terms_logged_with_lsn(data):
@@ -252,10 +251,10 @@ def test_lr_schedules(data, scheduler, final):
 def test_module_config_errors():
     with pytest.raises(ValueError, match="scheduler"):
         SeizureDetectionModule(TinyNet(C), scheduler="step")
-    with pytest.raises(ValueError, match="needs a model or a model_class"):
-        SeizureDetectionModule()
-    with pytest.raises(ImportError, match="cannot import model class 'nowhere.Net'"):
-        build_model("nowhere.Net", {})
+    with pytest.raises(TypeError, match="model must be an nn.Module"):
+        SeizureDetectionModule("lightning_modules.lsn.LightSeizureNet")
+    with pytest.raises(ValueError, match="lr must be a positive learning rate"):
+        SeizureDetectionModule(TinyNet(C), lr=0.0)
     with pytest.raises(ValueError, match="unknown detection loss"):
         SeizureDetectionModule(TinyNet(C), loss="hinge")
 
