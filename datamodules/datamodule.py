@@ -256,6 +256,7 @@ class LOSODataModule(pl.LightningDataModule):
                                 self.val_patients, seed=self.seed)
         report = build_cache(recs, self.cache_dir, self.data_root, self.preprocessing, self.montage,
                              progress=self.progress)
+        self._cache_files = dict(report.files)
         for patient, path in report.files.items():
             self.cached[patient] = list_recordings(path)
         for name, patients in (("train", self.split.train), ("val", self.split.val), ("test", self.split.test)):
@@ -300,6 +301,24 @@ class LOSODataModule(pl.LightningDataModule):
     # -- what the callbacks and the scorer ask for ---------------------------------------
     def split_recordings(self, split: str) -> list[CachedRecording]:
         return list(self._windows[split].recordings)
+
+    def unusable_recordings(self, split: str) -> list[tuple[Recording, str]]:
+        """Annotated recordings of the split's patients that did not make it into the cache
+        (unreadable, montage incomplete...), with the reason: scoring counts them as files with no
+        detection, as the SzCORE evaluator does, and the summary lists them."""
+        patients = set(getattr(self.split, split))
+        cached = {r.recording_id for p in patients for r in self.cached.get(p, [])}
+        reasons: dict[str, str] = {}
+        for p in patients:
+            path = getattr(self, "_cache_files", {}).get(p)
+            if path:
+                import json
+
+                import h5py
+                with h5py.File(path, "r") as f:
+                    reasons.update({str(a): str(b) for a, b in json.loads(f.attrs.get("skipped", "[]"))})
+        return [(r, reasons.get(r.recording_id, "not in the cache"))
+                for r in self.recordings() if r.patient in patients and r.annotated and r.recording_id not in cached]
 
     def seizure_events(self, split: str) -> list[SeizureEvent]:
         return [SeizureEvent(r.patient, r.recording_id, float(on), float(off), r.soz)

@@ -75,7 +75,7 @@ def probabilities_to_events(start_s: np.ndarray, prob: np.ndarray, window_s: flo
     Each window covers ``[start, start + window_s)``; an event spans its ictal windows.
     """
     if cfg.threshold == "auto":
-        raise ValueError("the threshold is 'auto': tune it first (experiments.runner.tune_threshold)")
+        raise ValueError("the threshold is 'auto': tune it first (experiments.evaluate.tune_threshold)")
     start_s = np.asarray(start_s, dtype=float)
     prob = np.asarray(prob, dtype=float)
     if start_s.size == 0:

@@ -85,6 +85,10 @@ def build_scoring(cfg: DictConfig):
     return build("scoring", plain(cfg.scoring))
 
 
+def build_evaluation(cfg: DictConfig):
+    return build("evaluation", plain(cfg.evaluation))
+
+
 def build_launcher(cfg: DictConfig):
     return build("launcher", plain(cfg.launcher))
 
@@ -136,7 +140,8 @@ def check_buildable(cfg: DictConfig) -> None:
     dm = build_datamodule(cfg, "<held-out patient>", data_root="<dataset>")
     shape = _ShapeOnly(dm)
     model, spec = build_model(cfg, shape)
-    build_module(cfg, model, spec, shape)
+    if isinstance(model, torch.nn.Module):  # an untrained rule (line_length) has no LightningModule
+        build_module(cfg, model, spec, shape)
     pruning = build_pruning(cfg)
     if pruning is not None and not any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
         raise ConfigError(f"pruning needs a convolutional model; model._target_ is {cfg.model._target_}")
@@ -144,6 +149,7 @@ def check_buildable(cfg: DictConfig) -> None:
     build_early_stopping(cfg)
     build_postprocess(cfg)
     build_scoring(cfg)
+    build_evaluation(cfg)
     build_launcher(cfg)
     try:
         build_trainer(cfg, checkpointing=False)

@@ -92,6 +92,7 @@ SECTIONS: dict[str, Section] = {
                                choice=False, optional=True, reserved=("out_dir",)),
     "postprocess": Section({"PostprocessConfig": "experiments.events.PostprocessConfig"}, choice=False),
     "scoring": Section({"ScoringParams": "experiments.scoring.ScoringParams"}, choice=False),
+    "evaluation": Section({"EvaluationSettings": "experiments.settings.EvaluationSettings"}, choice=False),
     "wandb": Section({"WandbSettings": "experiments.settings.WandbSettings"}, choice=False, optional=True),
     "launcher": Section({"LauncherSettings": "experiments.launchers.LauncherSettings"}, choice=False),
 }

@@ -25,11 +25,10 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from .corpus import dataset_folder, ensure_synthetic, uses_synthetic
-from .events import PostprocessConfig, probabilities_to_events, write_events_tsv
+from .events import write_events_tsv
 from .factory import plain
 from .predictions import collect_predictions, write_predictions
 from .run_folder import ERROR_FILE, METRICS_FILE, RunFolder, new_run_id, quarantine, write_json_atomic
-from .scoring import Counts, RecordingScore, ScoringParams, score_recording
 
 log = logging.getLogger(__name__)
 
@@ -286,9 +285,6 @@ def merge_training_logs(fold_dir: Path) -> Path | None:
 def _train_and_score(cfg: DictConfig, fold: str, fold_dir: Path, folder: RunFolder) -> dict:
     import pytorch_lightning as pl
     import torch
-    from pytorch_lightning.callbacks import ModelCheckpoint
-
-    from lightning_modules.checkpoints import load_module
 
     from . import factory
 
@@ -298,6 +294,21 @@ def _train_and_score(cfg: DictConfig, fold: str, fold_dir: Path, folder: RunFold
     dm = factory.build_datamodule(cfg, fold)
     dm.setup("fit")
     model, spec = factory.build_model(cfg, dm)
+    if not isinstance(model, torch.nn.Module):  # an untrained rule studied on its own (model._target_=line_length)
+        return _evaluate(cfg, fold, fold_dir, dm, None, None, model, t0, {})
+    module, trainer, info = _fit(cfg, fold, fold_dir, folder, dm, model, spec, t0)
+    return _evaluate(cfg, fold, fold_dir, dm, module, trainer, None, t0, info)
+
+
+def _fit(cfg: DictConfig, fold: str, fold_dir: Path, folder: RunFolder, dm, model, spec, t0: float):
+    """Train (or resume, or skip when done) and return the evaluated module, the trainer and
+    what training did."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from lightning_modules.checkpoints import load_module
+
+    from . import factory
+
     module = factory.build_module(cfg, model, spec, dm)
     module.run_spec = run_spec(cfg, dm, fold)
     ckpt_dir = fold_dir / "checkpoints"
@@ -341,43 +352,100 @@ def _train_and_score(cfg: DictConfig, fold: str, fold_dir: Path, folder: RunFold
                           eval_checkpoint=str(eval_ckpt))
     module = load_module(eval_ckpt)
     module.run_spec = run_spec(cfg, dm, fold)
-    test_metrics = {k: float(v) for k, v in
-                    trainer_call(trainer, trainer.test, module, datamodule=dm, verbose=False)[0].items()}
-    table = collect_predictions(trainer_call(trainer, trainer.predict, module, datamodule=dm))
-    write_predictions(fold_dir / "predictions.csv", table)
-    post = factory.build_postprocess(cfg)
-    curve = None
-    if post.threshold == "auto":
-        val_table = collect_predictions(trainer_call(trainer, trainer.predict, module,
-                                                     dataloaders=dm.predict_dataloader("val")))
-        threshold, curve = tune_threshold(cfg, dm.split_recordings("val"), val_table, dm.window_s)
-        post = post.with_threshold(threshold)
-    scores, events = _score_fold(cfg, dm, table, fold_dir, post)
-    module.run_spec = {**module.run_spec, "postprocess": asdict(post), "threshold": float(post.threshold)}
-    save_model(module, fold_dir / MODEL_FILE)
-    from lightning_modules.cost import count_macs, count_params
+    info = {"epochs": epochs, "fit_seconds": round(fit_s, 1), "training_checkpoint": str(eval_ckpt),
+            "callbacks": callbacks, "loggers": loggers}
+    return module, trainer, info
 
-    shape = dm.model_shape()
-    example = torch.zeros(1, shape["n_chans"], shape["n_times"])
+
+def _evaluate(cfg: DictConfig, fold: str, fold_dir: Path, dm, module, trainer, rule, t0: float, info: dict) -> dict:
+    """The model (or the rule studied on its own) and every baseline through the same folds,
+    windows, post-processing, threshold choice and scoring; localization of every held-out
+    seizure; ``model.ckpt``; the fold's metrics."""
+    import torch
+
+    from . import baselines as bl
+    from . import factory
+    from .evaluate import by_recording, evaluate_method
+    from .settings import DETECTION_BASELINES
+
+    settings = factory.build_evaluation(cfg)
+    post, params = factory.build_postprocess(cfg), factory.build_scoring(cfg)
+    val_recs = dm.split_recordings("val")
+    test_recs = dm.split_recordings("test")
+    scored_recs = test_recs + [r for r, _ in dm.unusable_recordings("test")]
+    name = str(cfg.model._target_)
+    common = dict(n_perm=int(settings.chance_permutations), seed=int(cfg.seed), min_overlap=float(dm.min_overlap))
+    test_metrics: dict = {}
+    if module is not None:
+        test_metrics = {k: float(v) for k, v in
+                        trainer_call(trainer, trainer.test, module, datamodule=dm, verbose=False)[0].items()}
+        table = collect_predictions(trainer_call(trainer, trainer.predict, module, datamodule=dm))
+        val_table = (collect_predictions(trainer_call(trainer, trainer.predict, module,
+                                                      dataloaders=dm.predict_dataloader("val")))
+                     if post.threshold == "auto" else {"recording": [], "start_s": [], "probability": []})
+        write_predictions(fold_dir / "predictions.csv", table)
+        val_windows, test_windows, window_s = by_recording(val_table), by_recording(table), dm.window_s
+    else:
+        val_windows, test_windows = bl.scorer_windows(rule, val_recs), bl.scorer_windows(rule, test_recs)
+        window_s = rule.window_s
+    methods = {name: {"kind": "model" if module is not None else "baseline",
+                      **evaluate_method(val_recs, val_windows, scored_recs, test_windows, window_s, post, params,
+                                        **common)}}
+    if module is None:
+        test_metrics = {"test/auroc": methods[name]["window_auroc"]}
+    for b in settings.baselines:
+        if b in DETECTION_BASELINES and b != name:
+            scorer = bl.detector(b, dm)
+            methods[b] = {"kind": "baseline", **evaluate_method(
+                val_recs, bl.scorer_windows(scorer, val_recs), scored_recs, bl.scorer_windows(scorer, test_recs),
+                scorer.window_s, post, params, **common)}
+    for m, result in methods.items():
+        where = fold_dir if m == name else fold_dir / "baselines" / m
+        _write_hypotheses(where, scored_recs, result["events"])
+    localization = bl.localize_fold(dm, name, module, methods[name]["seizures"], settings.onset_window_s,
+                                    [b for b in settings.baselines if b not in DETECTION_BASELINES])
+    threshold = methods[name]["threshold"]
     metrics = {
-        "fold": fold, "patient": fold, "status": "ok",
+        "fold": fold, "patient": fold, "status": "ok", "model_name": name, "channels": list(dm.channels),
         "window": test_metrics,
-        "recordings": [asdict(s) for s in scores],
-        "n_events_detected": sum(len(v) for v in events.values()),
-        "threshold": float(post.threshold), "threshold_curve_val": curve,
-        "model": {"name": str(cfg.model._target_), "params": count_params(module.model),
-                  "macs_per_input": count_macs(module.model, example)},
-        "epochs": epochs, "fit_seconds": round(fit_s, 1),
-        "total_seconds": round(time.time() - t0, 1),
-        "checkpoint": str(fold_dir / MODEL_FILE), "training_checkpoint": str(eval_ckpt),
+        "recordings": methods[name]["recordings"], "threshold": threshold,
+        "methods": methods, "localization_seizures": localization,
+        "unscored_recordings": [{"recording": r.recording_id, "reason": why}
+                                for r, why in dm.unusable_recordings("test")],
+        "epochs": info.get("epochs", 0), "fit_seconds": info.get("fit_seconds", 0.0),
     }
-    metrics.update(extra_fold_metrics(callbacks))
-    loc = {k.split("/", 1)[1]: v for k, v in test_metrics.items() if k.startswith("test/loc")}
-    if loc:  # SZLoc: seizure- and patient-level localization accuracy on the held-out patient
-        metrics["localization"] = loc
-    for lg in loggers:
+    if module is not None:
+        from lightning_modules.cost import count_macs, count_params
+
+        module.run_spec = {**module.run_spec, "postprocess": methods[name]["postprocess"], "threshold": threshold}
+        save_model(module, fold_dir / MODEL_FILE)
+        shape = dm.model_shape()
+        metrics["model"] = {"name": name, "params": count_params(module.model),
+                            "macs_per_input": count_macs(module.model, torch.zeros(1, shape["n_chans"],
+                                                                                   shape["n_times"]))}
+        metrics["checkpoint"] = str(fold_dir / MODEL_FILE)
+        metrics["training_checkpoint"] = info["training_checkpoint"]
+        metrics.update(extra_fold_metrics(info["callbacks"]))
+        loc = {k.split("/", 1)[1]: v for k, v in test_metrics.items() if k.startswith("test/loc")}
+        if loc:  # SZLoc's own clip metrics (annotated onset at a fixed window of the clip)
+            metrics["localization"] = loc
+    else:
+        metrics["model"] = {"name": name, "params": 0, "macs_per_input": 0}
+    metrics["total_seconds"] = round(time.time() - t0, 1)
+    for lg in info.get("loggers", []):
         _finish_logger(lg, metrics)
     return metrics
+
+
+def _write_hypotheses(where: Path, recordings, events: dict) -> None:
+    """SzCORE hypothesis and reference TSVs of every scored recording (BIDS events columns)."""
+    from .events import Event
+
+    for rec in recordings:
+        evs = [Event(float(a), float(b), float(c)) for a, b, c in events.get(rec.recording_id, [])]
+        write_events_tsv(where / "hypotheses" / f"{rec.recording_id}_events.tsv", evs, rec.duration_s)
+        write_events_tsv(where / "references" / f"{rec.recording_id}_events.tsv",
+                         [Event(float(a), float(b), 1.0) for a, b in rec.seizures], rec.duration_s)
 
 
 def save_model(module, path: Path) -> Path:
@@ -424,57 +492,3 @@ def _finish_logger(lg, metrics):
         flat = {"fold/" + k: v for k, v in metrics.get("window", {}).items()}
         lg.experiment.summary.update(flat)
         lg.experiment.finish()
-
-
-def _scores(cfg: DictConfig, recordings, table: dict, window_s: float, post: PostprocessConfig):
-    """Events and SzCORE scores of ``recordings`` from their window probabilities."""
-    from .factory import build_scoring
-
-    params: ScoringParams = build_scoring(cfg)
-    rec_ids = np.asarray(table["recording"])
-    starts = np.asarray(table["start_s"], dtype=float)
-    probs = np.asarray(table["probability"], dtype=float)
-    scores: list[RecordingScore] = []
-    events = {}
-    for rec in recordings:
-        sel = rec_ids == rec.recording_id
-        evs = probabilities_to_events(starts[sel], probs[sel], window_s, post, rec.duration_s)
-        events[rec.recording_id] = evs
-        scores.append(score_recording(rec.recording_id, rec.patient, list(rec.seizures),
-                                      [(e.onset_s, e.offset_s) for e in evs], rec.duration_s, params))
-    return scores, events
-
-
-def tune_threshold(cfg: DictConfig, recordings, table: dict, window_s: float) -> tuple[float, dict]:
-    """The post-processing threshold that maximizes pooled event F1 on the validation patients
-    (ties: fewer false alarms, then the higher threshold). Held-out data never sets it."""
-    from .factory import build_postprocess
-
-    base = build_postprocess(cfg)
-    best, curve = None, {}
-    for t in np.round(np.arange(0.05, 0.96, 0.05), 2):
-        scores, _ = _scores(cfg, recordings, table, window_s, base.with_threshold(float(t)))
-        total = sum((s.event for s in scores), Counts())
-        f1 = total.metrics()["f1"]
-        f1 = -1.0 if np.isnan(f1) else f1
-        curve[float(t)] = {"f1": f1, "fp": total.fp, "tp": total.tp}
-        key = (f1, -total.fp, t)
-        if best is None or key > best[0]:
-            best = (key, float(t))
-    return best[1], curve
-
-
-def _score_fold(cfg: DictConfig, dm, table: dict, fold_dir: Path, post: PostprocessConfig):
-    recordings = dm.split_recordings("test")
-    scores, events = _scores(cfg, recordings, table, dm.window_s, post)
-    for rec in recordings:
-        write_events_tsv(fold_dir / "hypotheses" / f"{rec.recording_id}_events.tsv", events[rec.recording_id],
-                         rec.duration_s)
-        write_events_tsv(fold_dir / "references" / f"{rec.recording_id}_events.tsv",
-                         [_ref_event(a, b) for a, b in rec.seizures], rec.duration_s)
-    return scores, events
-
-
-def _ref_event(on, off):
-    from .events import Event
-    return Event(float(on), float(off), 1.0)

@@ -10,6 +10,7 @@ import importlib
 MODELS: dict[str, str] = {
     "lsn": "lightning_modules.lsn.LightSeizureNet",
     "szloc": "lightning_modules.szloc.SZLoc",
+    "line_length": "lightning_modules.baselines.LineLengthDetector",  # untrained: a study of the rule alone
 }
 
 #: LightningModules that train them, by name (the ``module._target_`` of a config).
