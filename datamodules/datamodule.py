@@ -165,7 +165,7 @@ class LOSODataModule(pl.LightningDataModule):
     """
 
     def __init__(self, data_root: str, test_patient: str, cache_dir: str = "cache",
-                 val_patients: int | list[str] = 1, window_s: float = 2.0, train_hop_s: float = 2.0,
+                 val_patients: int | list[str] = 2, window_s: float = 2.0, train_hop_s: float = 2.0,
                  seizure_hop_s: float = 0.5, min_overlap: float = 0.5, background_ratio: float = 3.0,
                  max_seizure_windows: int | None = None, batch_size: int = 256, num_workers: int = 0,
                  seed: int = 0, preprocessing: PreprocessingConfig | dict | None = None,
@@ -301,6 +301,16 @@ class LOSODataModule(pl.LightningDataModule):
     # -- what the callbacks and the scorer ask for ---------------------------------------
     def split_recordings(self, split: str) -> list[CachedRecording]:
         return list(self._windows[split].recordings)
+
+    def class_prior(self) -> tuple[float, float]:
+        """(seizure share of the training recordings' windows, seizure share of what the balanced
+        sampler shows the model per epoch). Their log-odds difference corrects the model's
+        probabilities for the sampling (prior shift), so a probability means what it says."""
+        train = self._windows["train"]
+        natural = make_windows(train.recordings, self.window_s, self.window_s, self.min_overlap)
+        n_pos, n_neg = BalancedWindowSampler(train.label, self.background_ratio, self.max_seizure_windows,
+                                             self.seed)._n()
+        return float(natural.label.mean()), n_pos / max(1, n_pos + n_neg)
 
     def unusable_recordings(self, split: str) -> list[tuple[Recording, str]]:
         """Annotated recordings of the split's patients that did not make it into the cache

@@ -30,7 +30,7 @@ class PostprocessConfig:
 
     smooth_s: float = 6.0
     threshold: float | Literal["auto"] = "auto"
-    min_duration_s: float = 8.0
+    min_duration_s: float = 4.0
     merge_gap_s: float = 10.0
 
     def __post_init__(self):

@@ -54,8 +54,30 @@ def build_model(cfg: DictConfig, dm):
 
 
 def build_module(cfg: DictConfig, model, model_spec: dict, dm):
-    return build("module", plain(cfg.module), model=model, model_spec=model_spec,
-                 channels=tuple(dm.channels), only_accepted=True)
+    resolved = plain(cfg.module)
+    return build("module", resolved, model=model, model_spec=model_spec, channels=tuple(dm.channels),
+                 logit_shift=prior_logit_shift(resolved, dm), only_accepted=True)
+
+
+def prior_logit_shift(module_cfg: dict, dm) -> float:
+    """``logit(p_data) - logit(p_sampled)``, less the log seizure/background class-weight ratio:
+    what turns a detector trained on balanced batches into one reporting probabilities at the
+    data's prevalence (0 when the module does not ask for it or the data cannot tell)."""
+    import math
+
+    if not module_cfg.get("prior_correction") or not hasattr(dm, "class_prior"):
+        return 0.0
+    try:
+        p_data, p_sampled = dm.class_prior()
+    except (AttributeError, KeyError):  # clips, or a DataModule without training windows
+        return 0.0
+    if not (0 < p_data < 1 and 0 < p_sampled < 1):
+        return 0.0
+    shift = math.log(p_data / (1 - p_data)) - math.log(p_sampled / (1 - p_sampled))
+    weights = module_cfg.get("class_weights")
+    if weights:
+        shift -= math.log(float(weights[1]) / float(weights[0]))
+    return float(shift)
 
 
 def build_pruning(cfg: DictConfig):

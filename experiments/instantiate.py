@@ -79,7 +79,7 @@ SECTIONS: dict[str, Section] = {
                      user_registry="models"),
     "module": Section({"detection": "lightning_modules.detection.SeizureDetectionModule",
                        "localization": "lightning_modules.localization.SeizureLocalizationModule"},
-                      reserved=("model", "model_spec", "channels")),
+                      reserved=("model", "model_spec", "channels", "logit_shift")),
     "trainer": Section({"Trainer": "pytorch_lightning.Trainer"}, choice=False, fill_defaults=False,
                        reserved=("callbacks", "logger", "plugins", "default_root_dir", "enable_checkpointing",
                                  "enable_model_summary", "num_sanity_val_steps", "deterministic")),

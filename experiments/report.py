@@ -400,3 +400,43 @@ def log_summary_to_wandb(cfg: DictConfig, run_dir: Path, s: dict) -> None:
     for name, r in (s.get("localization") or {}).get("methods", {}).items():
         run.summary.update({f"{name}/localization/top1": r["top1"]})
     run.finish()
+
+
+def aggregate_seeds(out_dir: Path, runs: list[Path], seeds: list[int]) -> str:
+    """Spread across seeds of each method's headline numbers: ``seeds_summary.json`` and
+    ``seeds_summary.md`` in ``out_dir``."""
+    per_seed = {}
+    for seed, run in zip(seeds, runs):
+        f = Path(run) / "summary.json"
+        if f.exists():
+            per_seed[seed] = json.loads(f.read_text())
+    rows: dict[str, dict[str, list]] = {}
+    for s in per_seed.values():
+        for name, m in s.get("methods", {}).items():
+            agg = m.get("aggregate", {}).get("event")
+            if not agg:
+                continue
+            r = rows.setdefault(name, {"event F1 (mean over patients)": [], "event F1 (pooled)": [],
+                                       "FA/24h (pooled)": [], "window AUROC": []})
+            r["event F1 (mean over patients)"].append(agg["mean_over_patients"]["f1"]["mean"])
+            r["event F1 (pooled)"].append(agg["pooled"]["f1"])
+            r["FA/24h (pooled)"].append(agg["pooled"]["fp_per_24h"])
+            r["window AUROC"].append(m["window_auroc"]["value"])
+        for name, r in (s.get("localization") or {}).get("methods", {}).items():
+            rows.setdefault(name, {}).setdefault("localization top-1", []).append(r["top1"])
+    spread = {name: {k: {"values": v, "mean": float(np.nanmean(v)), "sd": float(np.nanstd(v)),
+                         "min": float(np.nanmin(v)), "max": float(np.nanmax(v))} for k, v in r.items() if v}
+              for name, r in rows.items()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "seeds_summary.json").write_text(json.dumps({"seeds": list(per_seed), "runs": [str(r) for r in runs],
+                                                            "methods": spread}, indent=1))
+    lines = [f"# {out_dir.parent.name} / {out_dir.name}: {len(per_seed)} seeds ({', '.join(map(str, per_seed))})",
+             "", "Mean ± sd across seeds [min, max]; each seed's run folder holds its full summary.", "",
+             "| method | measure | mean ± sd | range |", "|---|---|---|---|"]
+    for name, r in spread.items():
+        for k, v in r.items():
+            lines.append(f"| {name} | {k} | {_fmt(v['mean'], 3)} ± {_fmt(v['sd'], 3)} | "
+                         f"[{_fmt(v['min'], 3)}, {_fmt(v['max'], 3)}] |")
+    text = "\n".join(lines) + "\n"
+    (out_dir / "seeds_summary.md").write_text(text)
+    return text

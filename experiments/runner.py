@@ -158,6 +158,8 @@ def run_experiment(cfg: DictConfig, force_new: bool = False) -> int:
     failed, 128 + signal number when interrupted (the fold is resumable)."""
     from .report import aggregate_run
 
+    if cfg.seeds:
+        return run_seeds(cfg, force_new)
     t0 = time.time()
     with SIGNALS:
         try:
@@ -183,6 +185,34 @@ def run_experiment(cfg: DictConfig, force_new: bool = False) -> int:
             return e.exit_code
     print(summary["text"], flush=True)
     return 0 if all(r.ok for r in results) else 1
+
+
+def seed_run_id(run_id: str, seed: int) -> str:
+    return f"{run_id}-seed{int(seed)}"
+
+
+def run_seeds(cfg: DictConfig, force_new: bool = False) -> int:
+    """The study once per seed in ``seeds`` (each its own run ``<run_id>-seed<k>``), then the
+    spread across seeds in ``<run_id>/seeds_summary.md``. The worst exit code wins."""
+    from .report import aggregate_seeds
+
+    with SIGNALS:
+        try:
+            folder = open_run(cfg, force_new)
+        except Interrupted as e:
+            return e.exit_code
+    codes, runs = [], []
+    for seed in cfg.seeds:
+        sub = OmegaConf.create(plain(cfg))
+        sub.seed, sub.seeds, sub.run_id = int(seed), None, seed_run_id(cfg.run_id, seed)
+        print(f"== seed {seed}: run {sub.run_id}", flush=True)
+        codes.append(run_experiment(sub, force_new=False))
+        runs.append(RunFolder.of(cfg.runs_dir, cfg.name, sub.run_id).path)
+        if codes[-1] >= 128:  # interrupted: stop here, resumable
+            return codes[-1]
+    text = aggregate_seeds(folder.path, runs, [int(s) for s in cfg.seeds])
+    print(text, flush=True)
+    return max(codes)
 
 
 def run_fold(cfg: DictConfig | dict, fold: str, run_dir: str | Path) -> FoldResult:

@@ -57,6 +57,14 @@ class SeizureDetectionModule(pl.LightningModule):
         ``lr * min_lr_ratio``; or OneCycle peaking at ``lr`` after ``pct_start``; or constant.
     activation_rate_hz : float
         Time resolution of :meth:`activation_maps`.
+    prior_correction : bool
+        Whether the runner corrects the reported probabilities for the balanced sampling
+        (prior shift): it then sets ``logit_shift`` from the data.
+    logit_shift : float
+        Added to the seizure logit of every probability the module reports (metrics,
+        predictions, maps; never to the loss): ``logit(p_data) - logit(p_sampled)`` makes a model
+        trained on 1:3 balanced windows report probabilities at the data's own seizure
+        prevalence. Thresholds and AUROC rankings are unchanged in order, not in value.
     """
 
     def __init__(
@@ -68,7 +76,8 @@ class SeizureDetectionModule(pl.LightningModule):
         class_weights: Sequence[float] | None = None,
         focal_gamma: float = 2.0,
         boundary_band_s: float = 4.0,
-        boundary_weight: float = 0.0,
+        boundary_weight: float = 0.5,
+        boundary_at: Literal["onset", "both"] = "onset",
         detection_weight: float = 1.0,
         soz_positive_weight: float = 0.0,
         soz_negative_weight: float = 0.0,
@@ -83,6 +92,8 @@ class SeizureDetectionModule(pl.LightningModule):
         min_lr_ratio: float = 0.01,
         pct_start: float = 0.3,
         activation_rate_hz: float = 8.0,
+        prior_correction: bool = True,
+        logit_shift: float = 0.0,
     ):
         super().__init__()
         if not isinstance(model, nn.Module):
@@ -101,6 +112,7 @@ class SeizureDetectionModule(pl.LightningModule):
         self.loss_fn = DetectionLoss(
             kind=loss, class_weights=tuple(class_weights) if class_weights is not None else None,
             focal_gamma=focal_gamma, boundary_band_s=boundary_band_s, boundary_weight=boundary_weight,
+            boundary_at=boundary_at,
             detection_weight=detection_weight, soz_positive_weight=soz_positive_weight,
             soz_negative_weight=soz_negative_weight, soz_margin_weight=soz_margin_weight,
             soz_margin=soz_margin)
@@ -126,6 +138,10 @@ class SeizureDetectionModule(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    def probability(self, logits: torch.Tensor) -> torch.Tensor:
+        """Seizure probability of model outputs, prior-corrected by ``logit_shift``."""
+        return torch.sigmoid(seizure_logit(logits) + float(self.hparams.logit_shift))
+
     # -- steps ------------------------------------------------------------------------------
     def _shared_step(self, batch: dict, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         x = batch["x"]
@@ -143,8 +159,7 @@ class SeizureDetectionModule(pl.LightningModule):
         for name, value in terms.items():
             self.log(f"{stage}/{name}", value.detach(), on_step=on_step, on_epoch=True,
                      prog_bar=name == "loss", batch_size=bs)
-        prob = torch.sigmoid(seizure_logit(logits.detach()))
-        return terms["loss"], prob
+        return terms["loss"], self.probability(logits.detach())
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, _ = self._shared_step(batch, "train")
@@ -168,7 +183,7 @@ class SeizureDetectionModule(pl.LightningModule):
         Returns a dict: ``prob`` (B,) float tensor, ``recording`` and ``patient`` (lists of str),
         ``start_s`` (B,) tensor, and ``y`` (B,) when the batch has labels.
         """
-        prob = torch.sigmoid(seizure_logit(self.model(batch["x"]))).float().cpu()
+        prob = self.probability(self.model(batch["x"])).float().cpu()
         out: dict[str, Any] = {
             "prob": prob,
             "recording": list(batch["recording"]),
@@ -261,7 +276,7 @@ class SeizureDetectionModule(pl.LightningModule):
             for chunk in torch.split(windows, 64):
                 out = self.model.ecam(chunk, with_freq=False)
                 cams.append(out.cam)
-                probs.append(torch.sigmoid(seizure_logit(out.logits)))
+                probs.append(self.probability(out.logits))
         finally:
             self.model.train(was_training)
         cam_w, prob_w = torch.cat(cams), torch.cat(probs)

@@ -286,12 +286,31 @@ def test_boundary_band_ignores_or_downweights_windows():
     w_half = boundary_weights(dist, band_s=2.0, weight=0.5)
     assert w_half.tolist() == [0.5, 0.5, 1.0, 1.0]
     assert boundary_weights(dist, band_s=0.0, weight=0.0).tolist() == [1.0] * 4
-    loss = DetectionLoss(boundary_band_s=2.0, boundary_weight=0.0)
+    loss = DetectionLoss(boundary_band_s=2.0, boundary_weight=0.0, boundary_at="both")
     logits2 = torch.stack([torch.zeros(4), logit], 1)
     out = loss(logits2, {"y": y, "boundary_dist_s": dist})
     torch.testing.assert_close(out["detection"], detection_loss(logit[2:], y[2:]))
     with pytest.raises(KeyError, match="boundary_dist_s"):
         loss(logits2, {"y": y})
+    # the default band is around the annotated onset only, on either side (signed distances)
+    onset = DetectionLoss(boundary_band_s=2.0, boundary_weight=0.5)
+    signed = torch.tensor([-1.5, 0.5, -10.0, 1e9])
+    out = onset(logits2, {"y": y, "onset_dist_s": signed, "boundary_dist_s": torch.zeros(4)})
+    torch.testing.assert_close(out["detection"], detection_loss(logit, y, torch.tensor([0.5, 0.5, 1.0, 1.0])))
+
+
+def test_short_seizures_keep_training_windows_under_the_default_band():
+    """A 6 s seizure: with the old band (4 s around onset and offset, weight 0) none of its
+    windows trained; the default (onset only, weight 0.5) keeps all of them."""
+    from datamodules.windows import _annotate
+
+    t0 = np.arange(90.0, 110.0, 0.5)
+    label, bdist, odist = _annotate(t0, t0 + 2.0, [(100.0, 106.0)], 0.5)
+    seizure = label == 1
+    old = boundary_weights(torch.from_numpy(bdist[seizure]), 4.0, 0.0)
+    new = DetectionLoss(boundary_band_s=4.0, boundary_weight=0.5)
+    w = boundary_weights(torch.from_numpy(odist[seizure]), new.boundary_band_s, new.boundary_weight)
+    assert seizure.sum() >= 8 and old.sum() == 0 and (w > 0).all()
 
 
 def test_spatial_loss_values():
