@@ -255,7 +255,7 @@ def write_plots(run_dir: Path, s: dict, fold_dirs: list[Path]) -> list[Path]:
         ax.set_xlabel("annotated seizure duration")
         ax.set_ylabel("event sensitivity")
         ax.legend(fontsize=8)
-        ax.set_title("Short seizures are the hard ones")
+        ax.set_title("Event sensitivity by annotated seizure duration")
         out.append(_save(fig, run_dir / "sensitivity_by_duration.png"))
     loc = s.get("localization") or {}
     if loc.get("methods"):
