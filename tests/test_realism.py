@@ -1,8 +1,9 @@
 """The realism check against the real recording in ``../shared/real/umich`` (read there, never copied).
 
-The bounds are what the README's table claims: the synthetic background within a factor of two
-of the real one in amplitude and line length, the same 1/f slope within 0.5, delta-dominated
-spectra, and ictal rhythms in the same 2-9 Hz range that stand out from their background.
+The bounds are what the README's table claims: the typical synthetic background within a factor
+of two of the real one in amplitude and line length (its loud tail, with sleep and artifacts,
+within 2.5), the same 1/f slope within 0.5, delta-dominated spectra, and ictal rhythms in the
+same 2-9 Hz range that stand out from their background.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.skipif(not (R.DEFAULT_REAL / "chbmit_layout").is_dir(),
 def result(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("realism")
     root = tmp / "corpus"
-    S.generate_corpus(root, n_patients=2, n_recordings=2, minutes=12.0, seed=0, seizure_free_recordings=0)
+    S.generate_corpus(root, n_patients=2, n_recordings=2, minutes=8.0, seed=0, seizure_free_recordings=0)
     return R.compare(R.DEFAULT_REAL, {"synthetic": root}, tmp / "out"), tmp / "out"
 
 
@@ -37,8 +38,10 @@ def test_real_recording_reads_as_its_readme_says(result):
 def test_synthetic_background_and_seizures_are_close_to_the_real_ones(result):
     cols = result[0]["columns"]
     real, syn = cols["real (umich)"], cols["synthetic"]
-    for key in ("median_abs_uV", "rms_p50_uV", "rms_p95_uV", "line_length_p50_uV_s"):
+    for key in ("median_abs_uV", "rms_p5_uV", "rms_p50_uV", "line_length_p50_uV_s"):
         assert 0.5 < syn[key] / real[key] < 2.0, (key, syn[key], real[key])
+    # the loud tail: sleep (the real 5.5 min are awake), movement and muscle artifact
+    assert 1.0 < syn["rms_p95_uV"] / real["rms_p95_uV"] < 2.5
     assert abs(syn["slope"] - real["slope"]) < 0.5
     assert syn["rel_delta"] > syn["rel_theta"] > syn["rel_beta"] > syn["rel_gamma"]
     assert 0.5 < syn["rel_delta"] < 0.9 and 0.03 < syn["rel_alpha"] < 0.25

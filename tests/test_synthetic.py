@@ -51,9 +51,9 @@ def busy(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def realistic(tmp_path_factory):
-    """Two patients of the realistic preset, 3 recordings each, shortened to 8-12 minutes."""
+    """Two patients of the realistic preset, 2 recordings each, shortened to 7-10 minutes."""
     root = tmp_path_factory.mktemp("synth") / "realistic"
-    return root, S.generate_corpus(root, n_patients=2, n_recordings=3, minutes=10.0, seed=5)
+    return root, S.generate_corpus(root, n_patients=2, n_recordings=2, minutes=8.0, seed=5)
 
 
 def _files(root: Path) -> dict[str, str]:
@@ -79,7 +79,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes(corpus, realistic, tmp_path
     assert _files(root)["chb01/chb01_01.edf"] != _files(Path(other.root))["chb01/chb01_01.edf"]
     # the realistic preset too (sleep, artifacts, propagation, marking error)
     r_root, r_truth = realistic
-    one = S.generate_corpus(tmp_path / "r1", n_patients=1, n_recordings=3, minutes=10.0, seed=5)
+    one = S.generate_corpus(tmp_path / "r1", n_patients=1, n_recordings=2, minutes=8.0, seed=5)
     assert (r_root / "chb01/chb01_02.edf").read_bytes() == (Path(one.root) / "chb01/chb01_02.edf").read_bytes()
     assert one.patients[0] == r_truth.patients[0]
 

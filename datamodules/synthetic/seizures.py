@@ -110,9 +110,17 @@ def soz_weights(rng: np.random.Generator, n: int) -> tuple[float, ...]:
 # --------------------------------------------------------------------------------------------
 # Planning
 # --------------------------------------------------------------------------------------------
+def _room(duration_s: float, k: int) -> float:
+    """Seconds left for ``k`` seizures once the edge margins and the gaps between them are kept
+    (one second spare, so that the last offset stays inside the file)."""
+    return duration_s - 2 * MARGIN_S - (k - 1) * SEIZURE_GAP_S - 1
+
+
 def _capacity(duration_s: float, shortest_s: float) -> int:
-    room = duration_s - 2 * MARGIN_S + SEIZURE_GAP_S
-    return int(min(MAX_SEIZURES_PER_RECORDING, max(0, room // (shortest_s + SEIZURE_GAP_S))))
+    k = 0
+    while k < MAX_SEIZURES_PER_RECORDING and _room(duration_s, k + 1) >= (k + 1) * shortest_s:
+        k += 1
+    return k
 
 
 def plan_seizures(rng: np.random.Generator, style: SeizureStyle, durations: list[int],
@@ -143,7 +151,7 @@ def plan_seizures(rng: np.random.Generator, style: SeizureStyle, durations: list
             continue
         d = np.clip(style.duration_median_s * np.exp(0.8 * rng.standard_normal(k)), lo, hi)
         d = np.round(d) if exact else np.round(d, 2)
-        room = t - 2 * MARGIN_S - (k - 1) * SEIZURE_GAP_S - 1
+        room = _room(t, k)
         while d.sum() > room:  # trim the longest to fit, never below the minimum (room >= k*lo)
             i = int(np.argmax(d))
             d[i] -= min(float(d.sum() - room), float(d[i] - lo))
