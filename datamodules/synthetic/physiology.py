@@ -71,7 +71,7 @@ def draw_physiology(rng: np.random.Generator, params: GenerationParams) -> Physi
         electrode_gain=tuple(float(g) for g in np.exp(0.22 * rng.standard_normal(len(ELECTRODES)))),
         sleep_fraction=float(rng.uniform(*params.sleep)),
         theta_uV=float(rng.uniform(8.0, 18.0)),
-        delta_uV=float(rng.uniform(20.0, 45.0)),
+        delta_uV=float(rng.uniform(12.0, 30.0)),
         spindle_hz=float(rng.uniform(12.0, 14.0)),
         rate_scale=float(np.exp(0.3 * rng.standard_normal())),
     )
@@ -215,7 +215,7 @@ def background(rng: np.random.Generator, model: PatientModel, vig: Vigilance) ->
     del a
     # diffuse theta: a little when awake, more in drowsiness
     th = narrowband(rng, 3, n, rng.uniform(4.5, 6.5), 0.9)
-    th *= (phys.theta_uV * (0.35 * awake + drowsy + 0.5 * asleep))[None, :]
+    th *= (phys.theta_uV * (0.6 * awake + drowsy + 0.5 * asleep))[None, :]
     x += model.theta.astype(np.float32) @ th
     del th
     if (drowsy > 0).any() or (asleep > 0).any():

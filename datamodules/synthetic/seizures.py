@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import ndtri
 
 from .artifacts import draw_muscle, emg, muscle_weights
 from .params import MARGIN_S, GenerationParams
@@ -39,6 +40,8 @@ from .truth import SeizureTruth
 MAX_SEIZURES_PER_RECORDING = 3
 #: Seizures of one recording are at least this far apart (s): SzCORE merges events closer than 90 s.
 SEIZURE_GAP_S = 2 * MARGIN_S
+#: Spread (sigma of the log) of a patient's seizure durations around its median.
+DURATION_SIGMA = 0.8
 #: Largest bipolar ictal discharge (uV), leaving room in the +-800 uV range for what adds to it.
 ICTAL_PEAK_UV = 520.0
 
@@ -144,12 +147,16 @@ def plan_seizures(rng: np.random.Generator, style: SeizureStyle, durations: list
         open_ = [i for i in range(len(durations)) if counts[i] < caps[i]]
         counts[int(rng.choice(open_))] += 1
     exact = params.onset_error_s == (0.0, 0.0) and params.offset_error_s == 0.0
+    # lognormal durations around the patient's median, drawn stratified (one per quantile band
+    # of the patient's n), so each patient's short and long seizures are both there
+    z = ndtri((rng.permutation(n) + rng.uniform(0.02, 0.98, n)) / n)
+    all_d = np.clip(style.duration_median_s * np.exp(DURATION_SIGMA * z), lo, hi)
     plans = []
     for t, k in zip(durations, counts):
         if k == 0:
             plans.append([])
             continue
-        d = np.clip(style.duration_median_s * np.exp(0.8 * rng.standard_normal(k)), lo, hi)
+        d, all_d = all_d[:k], all_d[k:]
         d = np.round(d) if exact else np.round(d, 2)
         room = _room(t, k)
         while d.sum() > room:  # trim the longest to fit, never below the minimum (room >= k*lo)
