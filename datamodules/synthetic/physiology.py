@@ -134,13 +134,8 @@ class Vigilance:
         awake = self.level["awake"]
         return (state * awake + (1.0 - awake)).astype(np.float32)
 
-    def state_at(self, t_s: float) -> str:
-        for p in self.periods:
-            if p.onset_s <= t_s < p.onset_s + p.duration_s:
-                return p.state
-        return self.periods[-1].state
-
     def at(self, key: str, t_s: float) -> float:
+        """Level of ``key`` (a state, or ``closed`` for the eyes) at ``t_s`` seconds."""
         i = min(max(int(t_s * SFREQ), 0), self.n - 1)
         return float(self.closed[i] if key == "closed" else self.level[key][i])
 
@@ -157,7 +152,6 @@ class PatientModel:
         self.dist_soz = g.dist[:, idx].min(axis=1)
         self.dist_mirror = g.mirrored_distance(soz)
         self.midline = bool(np.all(np.abs(g.pos[idx, 0]) < 1.0))
-        self.left_soz = bool(np.mean(g.pos[idx, 0]) < 0)
         self.mixing = g.mixing(phys.mix_cm)
         cov = self.mixing @ self.mixing.T
         gain = np.asarray(phys.electrode_gain)

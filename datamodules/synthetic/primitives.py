@@ -55,9 +55,6 @@ class Geometry:
             self.bipolar[k, self.index[a]] = 1.0
             self.bipolar[k, self.index[b]] = -1.0
         self.pairs = [tuple(self.index[x] for x in lab.split("-")) for lab in CHBMIT_23]
-        #: True for electrodes on the left (x < 0), False on the right and the midline.
-        self.left = self.pos[:, 0] < -1.0
-        self.right = self.pos[:, 0] > 1.0
 
     def weights_near(self, electrodes, sigma_cm: float) -> np.ndarray:
         """Gaussian fall-off with the distance to the nearest of ``electrodes``."""
