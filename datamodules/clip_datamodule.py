@@ -85,6 +85,9 @@ class LOSOClipDataModule(LOSODataModule):
         return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
 
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")  # seizure clips and spread background clips: already a sample
+
     def train_dataloader(self) -> DataLoader:
         # seizures are few: each epoch sees every seizure train_repeats times, each time with the
         # onset at a new random window (and new background clips)

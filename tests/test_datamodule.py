@@ -100,3 +100,24 @@ def test_events_and_segments_for_the_callbacks(tiny_corpus, tmp_path):
     ev = events[0]
     seg, start = dm.read_segment(ev.recording_id, ev.onset_s - 30, ev.onset_s + 60)
     assert seg.shape[0] == 18 and start == max(0.0, round((ev.onset_s - 30) * 256) / 256)
+
+
+def test_validation_epochs_score_every_seizure_window_and_a_fixed_background_sample(tiny_corpus, tmp_path):
+    root, _ = tiny_corpus
+    dm, _ = _dm(root, tmp_path, val_background_windows=50)
+    dm.setup("fit")
+    labels = dm.windows("val").label
+    ys = [torch.cat([b["y"] for b in dm.val_dataloader()]) for _ in range(2)]
+    starts = [torch.cat([b["start_s"] for b in dm.val_dataloader()]) for _ in range(2)]
+    assert int(ys[0].sum()) == int((labels == 1).sum()) and int((ys[0] == 0).sum()) == 50
+    assert torch.equal(starts[0], starts[1])  # the same sample every epoch
+    full = torch.cat([b["y"] for b in dm.predict_dataloader("val")])
+    assert len(full) == len(labels)  # thresholds and scores use every window
+
+
+def test_class_prior_is_the_data_share_and_the_sampled_share(tiny_corpus, tmp_path):
+    root, _ = tiny_corpus
+    dm, _ = _dm(root, tmp_path, background_ratio=3.0)
+    dm.setup("fit")
+    p_data, p_sampled = dm.class_prior()
+    assert 0 < p_data < 0.2 and p_sampled > p_data  # balanced sampling shows more seizure than there is
