@@ -1,10 +1,12 @@
 """The untrained baselines of a study, run on the same cached recordings as the model.
 
 Detectors (:data:`experiments.settings.DETECTION_BASELINES`) score every window of a recording;
-their scores become probability-like numbers in [0, 1) by ``s / (1 + s)`` (monotone: the
-threshold search and the curves see the same ranking), so one evaluation path serves a model's
-probabilities and a rule's scores. Localizers score channels at a seizure's onset
-(:func:`localize_fold`, with the model's own activation maps beside them).
+their scores (ratios to the recording's typical window, 1 = typical) become probability-like
+numbers in [0, 1) by ``s^2 / (1 + s^2)``, i.e. log-odds ``2 log s`` (monotone: the threshold search
+and the curves see the same ranking; the log-odds threshold grid then steps the ratio by about
+13 %), so one evaluation path serves a model's probabilities and a rule's scores. Localizers
+score channels at a seizure's onset (:func:`localize_fold`, with the model's own activation maps
+beside them).
 """
 from __future__ import annotations
 
@@ -26,8 +28,13 @@ def detector(name: str, dm):
 
 
 def to_probability(score: np.ndarray) -> np.ndarray:
-    s = np.clip(np.asarray(score, dtype=float), 0, None)
-    return s / (1.0 + s)
+    s2 = np.clip(np.asarray(score, dtype=float), 0, None) ** 2
+    return s2 / (1.0 + s2)
+
+
+def to_score(probability: float) -> float:
+    """The ratio a probability-like threshold stands for (inverse of :func:`to_probability`)."""
+    return float(np.sqrt(probability / (1.0 - probability)))
 
 
 def scorer_windows(scorer, recordings) -> dict[str, tuple[np.ndarray, np.ndarray]]:

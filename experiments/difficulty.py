@@ -116,7 +116,7 @@ def _curve(items, scores: dict[str, tuple[np.ndarray, np.ndarray]], thresholds, 
     from experiments.evaluate import add_curves, threshold_curve
     from experiments.scoring import ScoringParams
 
-    probs = [float(t / (1.0 + t)) for t in thresholds]
+    probs = [float(t * t / (1.0 + t * t)) for t in thresholds]  # to_probability of each threshold
     windows = {rid: (start, to_probability(score)) for rid, (start, score) in scores.items()}
     by_patient: dict[str, list] = {}
     for rec in items:

@@ -22,8 +22,9 @@ import numpy as np
 from .events import Event, PostprocessConfig, probabilities_to_events
 from .scoring import Counts, RecordingScore, ScoringParams, event_counts, score_recording
 
-#: Thresholds of the threshold-free curve and of the threshold search.
-THRESHOLDS: np.ndarray = np.round(np.arange(0.02, 0.99, 0.02), 2)
+#: Thresholds of the threshold-free curve and of the threshold search: even steps of log-odds
+#: from 0.0025 to 0.9975, since prior-corrected probabilities of rare seizures are often small.
+THRESHOLDS: np.ndarray = np.round(1.0 / (1.0 + np.exp(-np.linspace(-6.0, 6.0, 49))), 4)
 
 #: Seizure duration bins (s) of the sensitivity breakdown.
 DURATION_BINS: tuple[tuple[float, float, str], ...] = (
