@@ -88,6 +88,8 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
               lazy("datamodules.synthetic", "add_arguments"), lazy("datamodules.synthetic", "run")),
     "cache": ("build (or update) the HDF5 cache of a dataset root",
               lazy("datamodules.cache", "add_arguments"), lazy("datamodules.cache", "run")),
+    "convert": ("write a dataset in another layout (SzCORE BIDS, TUSZ, Siena, SeizeIT)",
+                lazy("datamodules.convert", "add_arguments"), lazy("datamodules.convert", "run")),
 }
 
 
