@@ -1,16 +1,29 @@
 """Signal preprocessing before caching: band-pass, notch, resampling, in microvolts.
 
 Zero-phase IIR filters (second-order sections, ``scipy.signal.sosfiltfilt``) so seizure onsets
-are not shifted in time; polyphase resampling. One recording at a time, float32 out.
+are not shifted in time; polyphase resampling. Channel by channel (the cache build streams one
+channel of one recording at a time), float32 out.
+
+Precision: filtering in float32 is faster, but the 0.5 Hz high-pass has poles close to the unit
+circle and float32 arithmetic adds an error that grows with the signal's amplitude (its DC
+offset and drifts included). A channel is filtered in float32 only where that error stays
+below half the EDF quantization step of the channel (the resolution the file itself has), else
+in float64: :func:`float32_error_bound` predicts the error from a calibration of the filter
+chain (float32 vs float64 on a probe signal, once per configuration) scaled by the channel's
+peak amplitude, with a safety factor.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 import numpy as np
 from scipy import signal as sps
+
+#: Safety factor on the predicted float32 filtering error.
+FLOAT32_SAFETY = 4.0
 
 
 @dataclass(frozen=True)
@@ -45,39 +58,91 @@ class PreprocessingConfig:
         return cls(**{k: (None if v in (None, "null", "None") else v) for k, v in dict(d).items()})
 
 
-def preprocess(x: np.ndarray, sfreq: float, cfg: PreprocessingConfig) -> tuple[np.ndarray, float]:
-    """Filter and resample ``x`` (n_chans, n_times) in microvolts.
-
-    Returns the processed float32 signal and its sampling rate.
-    """
-    x = np.asarray(x, dtype=np.float32)
+def filter_stages(sfreq: float, cfg: PreprocessingConfig) -> list[tuple[str, tuple]]:
+    """The filters applied at ``sfreq``: ``[("sos", sos) | ("ba", (b, a))]``, forward and backward."""
     nyq = sfreq / 2.0
     low = cfg.l_freq if cfg.l_freq and cfg.l_freq > 0 else None
     high = cfg.h_freq if cfg.h_freq and cfg.h_freq < nyq else None
-    stages = []  # (kind, coefficients), applied forward and backward
-    if x.shape[-1] > 3 * (2 * cfg.filter_order + 1):
-        if low and high:
-            stages.append(("sos", sps.butter(cfg.filter_order, [low, high], btype="bandpass", fs=sfreq, output="sos")))
-        elif low:
-            stages.append(("sos", sps.butter(cfg.filter_order, low, btype="highpass", fs=sfreq, output="sos")))
-        elif high:
-            stages.append(("sos", sps.butter(cfg.filter_order, high, btype="lowpass", fs=sfreq, output="sos")))
-        notch = cfg.notch_freq
-        if notch and notch < nyq and (high is None or notch < high * 1.25):
-            stages.append(("ba", sps.iirnotch(notch, Q=30.0, fs=sfreq)))
+    stages: list[tuple[str, tuple]] = []
+    if low and high:
+        stages.append(("sos", sps.butter(cfg.filter_order, [low, high], btype="bandpass", fs=sfreq, output="sos")))
+    elif low:
+        stages.append(("sos", sps.butter(cfg.filter_order, low, btype="highpass", fs=sfreq, output="sos")))
+    elif high:
+        stages.append(("sos", sps.butter(cfg.filter_order, high, btype="lowpass", fs=sfreq, output="sos")))
+    notch = cfg.notch_freq
+    if notch and notch < nyq and (high is None or notch < high * 1.25):
+        stages.append(("ba", sps.iirnotch(notch, Q=30.0, fs=sfreq)))
+    return stages
+
+
+def _apply(stages, x: np.ndarray, dtype) -> np.ndarray:
+    y = x.astype(dtype, copy=False)
+    for kind, coef in stages:
+        if kind == "sos":
+            y = sps.sosfiltfilt(np.asarray(coef, dtype=dtype), y)
+        else:
+            b, a = (np.asarray(c, dtype=dtype) for c in coef)
+            y = sps.filtfilt(b, a, y)
+    return y
+
+
+@lru_cache(maxsize=32)
+def _float32_gain(sfreq: float, cfg: PreprocessingConfig) -> float:
+    """max |float32 - float64 output| per unit of input peak amplitude, measured on a probe
+    (60 s of a random walk, the drift that strains a high-pass most, plus white noise)."""
+    stages = filter_stages(sfreq, cfg)
+    if not stages:
+        return 0.0
+    rng = np.random.default_rng(0)
+    n = int(60 * sfreq)
+    probe = np.cumsum(rng.normal(0.0, 1.0, n)) + rng.normal(0.0, 10.0, n)
+    probe = probe - probe.mean() + 0.5 * np.abs(probe).max()  # a DC offset too
+    err = np.abs(_apply(stages, probe, np.float32).astype(np.float64) - _apply(stages, probe, np.float64)).max()
+    return float(err / np.abs(probe).max())
+
+
+def float32_error_bound(peak_uv: float, sfreq: float, cfg: PreprocessingConfig) -> float:
+    """Predicted worst float32 filtering error (uV) of a channel whose peak amplitude is
+    ``peak_uv``, safety factor included."""
+    return FLOAT32_SAFETY * _float32_gain(float(sfreq), cfg) * float(peak_uv)
+
+
+def preprocess_channel(x: np.ndarray, sfreq: float, cfg: PreprocessingConfig,
+                       step_uv: float | None = None) -> tuple[np.ndarray, bool]:
+    """Filter and resample one channel (1-D, microvolts).
+
+    ``step_uv`` is the channel's EDF quantization step: when given and the predicted float32
+    error (:func:`float32_error_bound`) is below half of it, the filters run in float32.
+    Returns the float32 result and whether float32 was used.
+    """
+    x = np.asarray(x)
+    stages = filter_stages(sfreq, cfg) if x.shape[-1] > 3 * (2 * cfg.filter_order + 1) else []
+    single = False
     if stages:
-        # channel by channel, in float64, into a float32 result: whole-array float64 copies
-        # (and scipy's internal ones) dominated time and memory of the cache build
-        out = np.empty(x.shape, dtype=np.float32)
-        for i in range(x.shape[0]):
-            ch = x[i].astype(np.float64)
-            for kind, coef in stages:
-                ch = sps.sosfiltfilt(coef, ch) if kind == "sos" else sps.filtfilt(*coef, ch)
-            out[i] = ch
-        x = out
-    out_sfreq = float(sfreq)
+        peak = float(np.abs(x).max()) if x.size else 0.0
+        single = step_uv is not None and float32_error_bound(peak, sfreq, cfg) < step_uv / 2
+        x = _apply(stages, x, np.float32 if single else np.float64)
     if cfg.sfreq and abs(cfg.sfreq - sfreq) > 1e-6:
         ratio = Fraction(cfg.sfreq / sfreq).limit_denominator(1000)
-        x = sps.resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)
-        out_sfreq = float(cfg.sfreq)
-    return np.ascontiguousarray(x, dtype=np.float32), out_sfreq
+        x = sps.resample_poly(np.asarray(x, dtype=np.float32), ratio.numerator, ratio.denominator)
+    return np.ascontiguousarray(x, dtype=np.float32), single
+
+
+def output_sfreq(sfreq: float, cfg: PreprocessingConfig) -> float:
+    return float(cfg.sfreq) if cfg.sfreq and abs(cfg.sfreq - sfreq) > 1e-6 else float(sfreq)
+
+
+def preprocess(x: np.ndarray, sfreq: float, cfg: PreprocessingConfig,
+               steps_uv=None) -> tuple[np.ndarray, float]:
+    """Filter and resample ``x`` (n_chans, n_times) in microvolts, channel by channel.
+
+    ``steps_uv`` (one quantization step per channel, optional) lets channels be filtered in
+    float32 where that is exact enough (see :func:`preprocess_channel`); without it, float64.
+    Returns the processed float32 signal and its sampling rate.
+    """
+    x = np.asarray(x)
+    rows = [preprocess_channel(x[i], sfreq, cfg, None if steps_uv is None else steps_uv[i])[0]
+            for i in range(x.shape[0])]
+    out = np.stack(rows) if rows else np.zeros((0, x.shape[-1]), dtype=np.float32)
+    return np.ascontiguousarray(out, dtype=np.float32), output_sfreq(sfreq, cfg)
