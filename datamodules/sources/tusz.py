@@ -164,12 +164,12 @@ def _seizure_details(seizures, per_channel: TermLabels, where: str, warnings: li
             counts[lab] = counts.get(lab, 0) + 1
         types.append(TUSZ_TYPES[max(sorted(counts), key=counts.get)])
         first = min(s for _, s, _, _ in rows)
-        at_onset = {ch for ch, s, _, _ in rows if s <= first + ONSET_TOLERANCE_S}
-        if at_onset >= all_channels:
+        at_onset = [ch for ch, s, _, _ in sorted(rows, key=lambda row: row[1]) if s <= first + ONSET_TOLERANCE_S]
+        if set(at_onset) >= all_channels:
             onset_electrodes.append(())  # every channel at once: generalized, no zone
             continue
         electrodes: list[str] = []
-        for ch in sorted(at_onset):
+        for ch in at_onset:  # earliest first
             for e in channel_electrodes(ch):
                 if e not in electrodes:
                     electrodes.append(e)
