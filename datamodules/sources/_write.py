@@ -6,8 +6,12 @@ Siena ``EEG Fp1``, SeizeIT ``Fp1``, CHB-MIT and SzCORE BIDS of CHB-MIT bipolar `
 A bipolar recording (CHB-MIT, the synthetic corpus) has no referential channels to write in a
 referential layout; :func:`referential` rebuilds them against the average of each connected
 group of electrodes (a virtual reference). Every bipolar derivation of the source is then
-recovered exactly (``(A - m) - (B - m) = A - B``), which is all the montage code needs, and
-the file looks like the layout's own files.
+recovered (``(A - m) - (B - m) = A - B``), which is all the montage code needs, and the file
+looks like the layout's own files. The potentials are the least-squares solution over every
+bipolar channel: exact when the channels agree with each other (up to their quantization);
+where they cannot (a channel clipped at its physical range breaks the sums around a loop such
+as FP1-F7-T7-P7-O1 / FP1-F3-C3-P3-O1), no referential file can hold them all and the fit
+spreads the disagreement over the loop.
 """
 from __future__ import annotations
 

@@ -141,7 +141,7 @@ def read_events(path: str | os.PathLike) -> Events:
                 raise DatasetError(f"{where}: confidence {confidence:g} is outside [0, 1]")
         if event_type == "bckg":
             continue
-        seizures.append((onset, onset + length))
+        seizures.append((onset, round(onset + length, 9)))  # 4.9724 + 31.3591: no 36.331500000000005
         types.append(event_type)
         listed = get("channels")
         channels.append(() if listed.lower() in _EMPTY else
