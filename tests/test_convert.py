@@ -94,7 +94,7 @@ def test_layout_specific_files(converted):
 
 
 def test_real_fixtures_to_bids_keep_types_and_seizures(tmp_path):
-    for name, layout in (("siena", "siena"), ("seizeit", "seizeit"), ("tuh", "tusz")):
+    for name in ("siena", "seizeit", "tuh"):
         src = scan(REPO / "tests" / "data" / name)
         report = convert(REPO / "tests" / "data" / name, tmp_path / name, "bids")
         back = {r.patient: r for r in scan(report.out).recordings}

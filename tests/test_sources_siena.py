@@ -16,7 +16,6 @@ import pytest
 from datamodules.edf import write_edf
 from datamodules.recording import DatasetError
 from datamodules.sources import discover, montage_problem, scan
-from datamodules.sources.siena import parse_seizure_list
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO / "tests" / "data" / "siena"

@@ -23,7 +23,8 @@ REAL = REPO / "tests" / "data" / "tuh"
 REF = ["EEG FP1-REF", "EEG FP2-REF", "EEG F3-REF", "EEG F4-REF", "EEG C3-REF", "EEG C4-REF", "EEG P3-REF",
        "EEG P4-REF", "EEG O1-REF", "EEG O2-REF", "EEG F7-REF", "EEG F8-REF", "EEG T3-REF", "EEG T4-REF",
        "EEG T5-REF", "EEG T6-REF", "EEG FZ-REF", "EEG CZ-REF", "EEG PZ-REF", "EEG EKG1-REF"]
-HEAD = "# version = csv_v1.0.0\n# bname = {b}\n# duration = {d:.2f} secs\n#\nchannel,start_time,stop_time,label,confidence\n"
+HEAD = ("# version = csv_v1.0.0\n# bname = {b}\n# duration = {d:.2f} secs\n#\n"
+        "channel,start_time,stop_time,label,confidence\n")
 
 
 def expected_seizures(csv_bi: Path) -> list[list[float]]:
