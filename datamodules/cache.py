@@ -300,37 +300,40 @@ def harmonize(rec: Recording, montage: tuple[str, ...], cfg: PreprocessingConfig
 
     dropped: dict[int, str] = {}
     deriv = plan(dropped)
-    for i in deriv.used:  # header problems of the channels this montage reads
-        if (problem := h.channel_problem(int(i))) is not None:
-            dropped[int(i)] = problem.split(": ", 1)[-1]
-    if dropped:
-        deriv = plan(dropped)
-    used = [int(i) for i in deriv.used]
-    rates = {h.samples_per_record[i] for i in used}
-    if len(rates) > 1:
-        raise DatasetError(f"{rec.path}: the channels of the montage have different sampling rates")
     first, stop = rec.records if rec.records is not None else (0, h.n_records)
     if stop <= first:
         raise DatasetError(f"{rec.path}: the file holds no data records (0 s of signal)")
-    raw = _read_int16(h, used, first, stop)
-    flat = {i: f"is flat (every sample {int(raw[k, 0])})" for k, i in enumerate(used) if raw[k].min() == raw[k].max()}
-    if flat:
+    rows: dict[int, np.ndarray] = {}
+    while True:  # read what the plan needs; a flat channel changes the plan (a duplicate, another pair)
+        used = [int(i) for i in deriv.used]
+        if len({h.samples_per_record[i] for i in used}) > 1:
+            raise DatasetError(f"{rec.path}: the channels of the montage have different sampling rates")
+        new = [i for i in used if i not in rows]
+        if not new:
+            break
+        unscalable = {i: problem.split(": ", 1)[-1] for i in new if (problem := h.channel_problem(i)) is not None}
+        if unscalable:
+            dropped.update(unscalable)
+            deriv = plan(dropped)
+            continue
+        rows.update(zip(new, _read_int16(h, new, first, stop)))
+        flat = {i: f"is flat (every sample {int(rows[i][0])})" for i in new if rows[i].min() == rows[i].max()}
+        if not flat:
+            continue
         dropped.update(flat)
         deriv = plan(dropped)
-        kept = [int(i) for i in deriv.used]
-        raw = raw[[used.index(i) for i in kept]]
-        used = kept
+    for i in set(rows) - set(used):
+        del rows[i]
     for i, reason in dropped.items():
         notes.append(f"{rec.path}: channel {labels[i]!r} {reason}; the montage is built without it")
     scales = {i: h.microvolt_scale(i) for i in used}
-    column = {i: k for k, i in enumerate(used)}
     n_out, single = None, 0
     for k, name in enumerate(montage):
         weights = [(i, deriv.matrix[k, i]) for i in np.flatnonzero(deriv.matrix[k])]
-        row = np.zeros(raw.shape[1], dtype=np.float32)
+        row = np.zeros((stop - first) * h.samples_per_record[used[0]], dtype=np.float32)
         for i, w in weights:
             gain, offset = scales[int(i)]
-            row += np.float32(w * gain) * raw[column[int(i)]] + np.float32(w * offset)
+            row += np.float32(w * gain) * rows[int(i)] + np.float32(w * offset)
         if row.size and row.min() == row.max():
             raise DatasetError(f"{rec.path}: montage channel {name} is flat (its electrodes carry the same "
                                "signal); recording unusable")

@@ -122,8 +122,9 @@ def read_events(path: str | os.PathLike) -> Events:
         get = lambda name, row=row: row[col[name]].strip() if name in col else ""  # noqa: E731
         event_type = get("eventType")
         if event_type not in EVENT_TYPES:
-            close = [t for t in ("sz", "bckg") if event_type.lower().startswith(t[:2])]
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            low = event_type.lower()
+            close = "sz" if ("seiz" in low or low.startswith("sz")) else "bckg" if low.startswith(("b", "back")) else ""
+            hint = f" (did you mean {close!r}?)" if close else ""
             raise DatasetError(
                 f"{where}: eventType {event_type!r} is not in the BIDS-score vocabulary "
                 f"(bckg, sz, sz_foc_*, sz_gen_*, sz_uo_*){hint}"
