@@ -21,13 +21,15 @@ Choices, and why:
   offset, so readers can ``np.memmap`` it and cut windows with no HDF5 call at all (see
   :class:`SignalReader`), which is what makes random-access loading fast.
 * Parallel: recordings are built in ``n_jobs`` worker processes (default: every core this
-  process may use). A worker streams one recording: it reads the 16-bit samples of the
-  channels the montage needs, then derives, filters and resamples one target channel at a
-  time and appends it to a raw part file, so its memory is the recording's 16-bit samples
-  plus a few channels, whatever the corpus size. The parent is the only writer of each
-  patient file: when a patient's recordings are done it copies their parts (channel by
-  channel) into a temporary HDF5 file and renames it into place.
-* Crash- and concurrency-safe: files and parts are written under unique temporary names and
+  process may use; forked on Linux). A worker streams one recording: it reads the 16-bit
+  samples of the channels the montage needs, then derives, filters and resamples one target
+  channel at a time and writes it straight to its place in the patient's temporary HDF5 file,
+  whose datasets the parent allocated beforehand (contiguous, so each has a byte offset; never
+  filled, so nothing is written twice). A worker's memory is the recording's 16-bit samples plus
+  a few channels, whatever the corpus size. The parent is the only process that touches the
+  HDF5 structure: it creates the file, and when the patient's recordings are done writes their
+  attributes and renames the file into place.
+* Crash- and concurrency-safe: files are written under unique temporary names and
   renamed into place (atomic on POSIX); an advisory lock per patient makes concurrent builders
   (SLURM array tasks) build different patients and reuse each other's files instead of
   repeating the work; a builder that waits for a lock says who holds it (pid, host, since
@@ -50,9 +52,11 @@ import logging
 import os
 import shutil
 import socket
+import sys
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,8 +65,10 @@ import numpy as np
 
 from eeg.montage import DOUBLE_BANANA, MontageError, derive
 
-from .preprocessing import PreprocessingConfig, output_sfreq, preprocess_channel
+from .edf import read_edf_header
+from .preprocessing import PreprocessingConfig, output_length, output_sfreq, preprocess_channel
 from .recording import DatasetError, Recording
+from .sources import montage_problem, usable_labels
 
 log = logging.getLogger(__name__)
 
@@ -281,9 +287,6 @@ def harmonize(rec: Recording, montage: tuple[str, ...], cfg: PreprocessingConfig
         Naming the file (and the channel): the montage cannot be built, even without the
         channels that have no usable samples; a derived channel is flat; a value is not finite.
     """
-    from .edf import read_edf_header
-    from .sources import usable_labels
-
     h = read_edf_header(rec.path)
     labels = list(usable_labels(rec)) if rec.channels == h.labels else list(h.labels)
     notes: list[str] = []
@@ -359,68 +362,86 @@ def load_harmonized(rec: Recording, montage: tuple[str, ...],
     return np.stack([rows[k] for k in range(len(montage))]), info["sfreq"]
 
 
-def _build_part(rec: Recording, montage: tuple[str, ...], cfg: PreprocessingConfig, part: str) -> dict:
-    """Worker task: one recording into a raw float32 part file, rows one after another."""
+def _build_into(rec: Recording, montage: tuple[str, ...], cfg: PreprocessingConfig, path: str, offset: int,
+                n_samples: int) -> dict:
+    """Worker task: one recording written straight into its preallocated dataset of the patient's
+    temporary HDF5 file (raw float32 rows at the dataset's byte offset; no HDF5 call here)."""
+    def sink(k: int, row: np.ndarray) -> None:
+        if row.shape[0] != n_samples:
+            raise DatasetError(f"{rec.path}: {row.shape[0]} samples after preprocessing, {n_samples} expected")
+        os.pwrite(fd, row.astype("<f4", copy=False).tobytes(), offset + 4 * k * n_samples)
+
+    fd = os.open(path, os.O_WRONLY)
     try:
-        with open(part, "wb") as fh:
-            info = harmonize(rec, montage, cfg, lambda k, row: fh.write(row.tobytes()))
+        info = harmonize(rec, montage, cfg, sink)
     except MontageError as e:
         return {"skip": f"{rec.path}: {e}"}
     except (DatasetError, OSError, ValueError) as e:
         return {"skip": f"{rec.path}: unreadable ({e})" if str(rec.path) not in str(e) else str(e)}
-    return {**info, "part": part, "n_chans": len(montage)}
+    finally:
+        os.close(fd)
+    return info
 
 
-# --------------------------------------------------------------------------- one patient file
-def _write_patient_file(path: Path, patient: str, recordings: list[Recording], results: dict,
-                        montage: tuple[str, ...], cfg: PreprocessingConfig, fingerprint: str,
-                        skipped: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Assemble one patient's cache file from its parts, atomically. Returns its notes."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+def _expected_samples(rec: Recording, cfg: PreprocessingConfig) -> int:
+    """Samples of the cached recording: its data records at the EEG rate, then resampled."""
+    h = read_edf_header(rec.path)
+    first, stop = rec.records if rec.records is not None else (0, h.n_records)
+    return output_length((stop - first) * int(round(rec.sfreq * h.record_duration_s)), rec.sfreq, cfg)
+
+
+def _create_patient_file(tmp: Path, patient: str, recordings: list[Recording], shapes: dict,
+                         montage: tuple[str, ...], cfg: PreprocessingConfig, fingerprint: str) -> dict:
+    """A temporary patient file whose datasets are allocated (contiguous, never filled) for the
+    workers to write into; returns each recording's byte offset."""
     soz = next((r.soz for r in recordings if r.soz), None)
     region = next((r.soz_region for r in recordings if r.soz_region), None)
+    offsets = {}
+    with h5py.File(tmp, "w") as f:
+        f.attrs.update({
+            "schema_version": SCHEMA_VERSION, "patient": patient,
+            "channels": json.dumps(list(montage)),
+            "soz": json.dumps(list(soz)) if soz else "null",
+            "soz_region": region or "",
+            "preprocessing": cfg.to_json(), "montage": json.dumps(list(montage)),
+            "sources_fingerprint": fingerprint, "complete": False,
+        })
+        group = f.create_group("recordings")
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)  # space reserved now: its offset is known
+        dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)  # and not written twice
+        for rid, n in shapes.items():
+            space = h5py.h5s.create_simple((len(montage), n))
+            dsid = h5py.h5d.create(group.id, rid.encode(), h5py.h5t.IEEE_F32LE, space, dcpl=dcpl)
+            offsets[rid] = int(dsid.get_offset())
+    return offsets
+
+
+def _complete_patient_file(tmp: Path, path: Path, recordings: list[Recording], results: dict, shapes: dict,
+                           sfreq: float, skipped: list[tuple[str, str]]) -> None:
+    """Attributes of what the workers wrote, failed recordings removed, then renamed into place."""
     notes: list[tuple[str, str]] = []
-    rates = [res["sfreq"] for res in results.values() if "part" in res]
-    out_sfreq = max(set(rates), key=rates.count) if rates else float(cfg.sfreq or 0.0)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs.update({
-                "schema_version": SCHEMA_VERSION, "patient": patient,
-                "channels": json.dumps(list(montage)),
-                "soz": json.dumps(list(soz)) if soz else "null",
-                "soz_region": region or "",
-                "preprocessing": cfg.to_json(), "montage": json.dumps(list(montage)),
-                "sources_fingerprint": fingerprint, "complete": False,
+    with h5py.File(tmp, "r+") as f:
+        group = f["recordings"]
+        for rec in recordings:
+            if rec.recording_id not in shapes:
+                continue
+            res = results[rec.recording_id]
+            if "skip" in res:
+                del group[rec.recording_id]
+                continue
+            group[rec.recording_id].attrs.update({
+                "seizures": json.dumps([list(s) for s in rec.seizures]),
+                "annotated": True, "source_path": str(rec.path),
+                "duration_s": float(shapes[rec.recording_id] / sfreq),
+                "float32_channels": int(res["float32_channels"]),
             })
-            group = f.create_group("recordings")
-            for rec in recordings:
-                res = results.get(rec.recording_id)
-                if res is None or "part" not in res:
-                    continue
-                if abs(res["sfreq"] - out_sfreq) > 1e-6:
-                    skipped.append((rec.recording_id, f"{rec.path}: sampling rate {rec.sfreq:g} Hz differs from the "
-                                    f"patient's other recordings ({out_sfreq:g} Hz after preprocessing); set "
-                                    "preprocessing.sfreq to resample them to one rate"))
-                    continue
-                n, c = res["n_samples"], res["n_chans"]
-                ds = group.create_dataset(rec.recording_id, shape=(c, n), dtype=np.float32)  # contiguous
-                for k in range(c):
-                    ds[k, :] = np.fromfile(res["part"], dtype=np.float32, count=n, offset=4 * k * n)
-                ds.attrs.update({
-                    "seizures": json.dumps([list(s) for s in rec.seizures]),
-                    "annotated": True, "source_path": str(rec.path),
-                    "duration_s": float(n / res["sfreq"]), "float32_channels": int(res["float32_channels"]),
-                })
-                notes += [(rec.recording_id, note) for note in res["notes"]]
-            f.attrs["sfreq"] = float(out_sfreq)
-            f.attrs["skipped"] = json.dumps(skipped)
-            f.attrs["notes"] = json.dumps(notes)
-            f.attrs["complete"] = True
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return notes
+            notes += [(rec.recording_id, note) for note in res["notes"]]
+        f.attrs["sfreq"] = float(sfreq)
+        f.attrs["skipped"] = json.dumps(skipped)
+        f.attrs["notes"] = json.dumps(notes)
+        f.attrs["complete"] = True
+    os.replace(tmp, path)
 
 
 class _InProcess:
@@ -451,11 +472,31 @@ def _executor(n_jobs: int):
         return _InProcess()
     import multiprocessing as mp
 
-    # forkserver: workers start from a clean interpreter (no threads or open HDF5 handles
-    # inherited from a parent that may be training), then fork cheaply from it.
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["datamodules.cache"])
-    return ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx)
+    # fork on Linux: workers start in milliseconds and, unlike spawn/forkserver, never re-run
+    # the caller's main script (a script without an `if __name__ == "__main__"` guard would
+    # build again in every worker). It is safe here because a worker only reads an EDF and runs
+    # numpy/scipy on it: no thread pool, no logging, no HDF5 handle, no import after the fork.
+    ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    pool = ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx, initializer=_worker_init,
+                               initargs=(os.getpid(),))
+    # Start every worker now, before any patient lock is taken: a forked worker would inherit
+    # the lock's open file and keep it locked if this process were killed.
+    list(pool.map(int, range(n_jobs)))
+    return pool
+
+
+def _worker_init(parent: int) -> None:
+    """In each worker: die with the parent (a killed builder leaves no orphan holding files)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def build_cache(recordings: list[Recording], cache_root: str | os.PathLike, root: str | os.PathLike,
@@ -476,8 +517,6 @@ def build_cache(recordings: list[Recording], cache_root: str | os.PathLike, root
         :class:`CacheLockTimeout` (default :data:`DEFAULT_LOCK_TIMEOUT_S`, or the
         SEIZURE_CACHE_LOCK_TIMEOUT environment variable).
     """
-    from .sources import montage_problem
-
     montage = tuple(montage)
     timeout = _lock_timeout(lock_timeout_s)
     n_jobs = default_jobs() if n_jobs is None else int(n_jobs)
@@ -514,7 +553,7 @@ def build_cache(recordings: list[Recording], cache_root: str | os.PathLike, root
     executor = _executor(min(n_jobs, n_work)) if todo else _InProcess()
     queue = list(todo)
     deferred: list[tuple[str, Path, str]] = []
-    active: dict[str, dict] = {}  # patient -> {lock, path, fp, pending, results, skipped, parts}
+    active: dict[str, dict] = {}  # patient -> its build state (see _start_patient)
     in_flight: dict[Future, tuple[str, Recording]] = {}
     limit = max(2, 2 * n_jobs)
     try:
@@ -530,31 +569,30 @@ def build_cache(recordings: list[Recording], cache_root: str | os.PathLike, root
                     if not lock.try_acquire():
                         deferred.append((p, path, fp))
                         continue
-                    state = _start_patient(p, path, fp, lock, by_patient[p], directory, montage, reused, bar,
-                                           montage_problem)
+                    state = _start_patient(p, path, fp, lock, by_patient[p], directory, montage, preprocessing,
+                                           reused, bar)
                     if state is None:
                         continue
                     active[p] = state
                     if not state["pending"]:  # nothing to build: write at once
-                        _finish_patient(state, montage, preprocessing, built, files)
+                        _finish_patient(state, built)
                         del active[p]
                         continue
                 rec = state["pending"].pop(0)
-                state["submitted"] += 1
-                part = str(state["parts"] / f"{state['submitted']}.f32")
-                fut = executor.submit(_build_part, rec, montage, preprocessing, part)
+                fut = executor.submit(_build_into, rec, montage, preprocessing, str(state["tmp"]),
+                                      state["offsets"][rec.recording_id], state["shapes"][rec.recording_id])
                 in_flight[fut] = (state["patient"], rec)
             if not in_flight:
                 if deferred:  # every other patient is done: wait for those another builder holds
                     p, path, fp = deferred.pop(0)
                     lock = PatientLock(path)
                     lock.acquire(timeout, f"patient {p}")
-                    state = _start_patient(p, path, fp, lock, by_patient[p], directory, montage, reused, bar,
-                                           montage_problem)
+                    state = _start_patient(p, path, fp, lock, by_patient[p], directory, montage, preprocessing,
+                                           reused, bar)
                     if state is not None:
                         active[p] = state
                         if not state["pending"]:
-                            _finish_patient(state, montage, preprocessing, built, files)
+                            _finish_patient(state, built)
                             del active[p]
                     continue
                 if not active:
@@ -563,21 +601,22 @@ def build_cache(recordings: list[Recording], cache_root: str | os.PathLike, root
             for fut in done:
                 p, rec = in_flight.pop(fut)
                 state = active[p]
-                res = fut.result()
-                if "skip" in res:
-                    state["skipped"].append((rec.recording_id, res["skip"]))
-                state["results"][rec.recording_id] = res
+                try:
+                    state["results"][rec.recording_id] = fut.result()
+                except BrokenProcessPool:
+                    raise DatasetError(f"{rec.path}: the worker process building it died (killed, or out of "
+                                       "memory); rerun with fewer worker processes (n_jobs, --jobs)") from None
                 if bar is not None:
                     bar.update(1)
                 if len(state["results"]) == state["n"]:
-                    _finish_patient(state, montage, preprocessing, built, files)
+                    _finish_patient(state, built)
                     del active[p]
     finally:
         for fut in in_flight:
             fut.cancel()
         executor.shutdown(wait=True, cancel_futures=True)
         for state in active.values():
-            shutil.rmtree(state["parts"], ignore_errors=True)
+            Path(state["tmp"]).unlink(missing_ok=True)
             state["lock"].release()
         if bar is not None:
             bar.close()
@@ -595,8 +634,9 @@ def build_cache(recordings: list[Recording], cache_root: str | os.PathLike, root
                        tuple((str(a), str(b)) for a, b in notes_all), tuple(empty))
 
 
-def _start_patient(p, path, fp, lock, recordings, directory, montage, reused, bar, montage_problem):
-    """With ``p``'s lock held: None when another builder made it meanwhile, else its build state."""
+def _start_patient(p, path, fp, lock, recordings, directory, montage, cfg, reused, bar):
+    """With ``p``'s lock held: None when another builder made it meanwhile, else its build state
+    (the recordings to build and their datasets, allocated in a temporary file)."""
     if is_valid(path, fp):
         lock.release()
         reused.append(p)
@@ -605,8 +645,6 @@ def _start_patient(p, path, fp, lock, recordings, directory, montage, reused, ba
         return None
     for stale in directory.glob(f"{path.name}.tmp-*"):
         shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
-    parts = path.with_name(f"{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}.parts")
-    parts.mkdir()
     skipped, pending = [], []
     for rec in recordings:
         if not rec.annotated:
@@ -615,21 +653,37 @@ def _start_patient(p, path, fp, lock, recordings, directory, montage, reused, ba
             skipped.append((rec.recording_id, problem))
         else:
             pending.append(rec)
+    rates = [output_sfreq(r.sfreq, cfg) for r in pending]
+    sfreq = max(set(rates), key=rates.count) if rates else float(cfg.sfreq or 0.0)
+    for r in [r for r in pending if abs(output_sfreq(r.sfreq, cfg) - sfreq) > 1e-6]:
+        pending.remove(r)
+        skipped.append((r.recording_id, f"{r.path}: sampling rate {r.sfreq:g} Hz differs from the patient's other "
+                        f"recordings ({sfreq:g} Hz); set preprocessing.sfreq to resample them to one rate"))
+    shapes = {r.recording_id: _expected_samples(r, cfg) for r in pending}
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        offsets = _create_patient_file(tmp, p, recordings, shapes, montage, cfg, fp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        lock.release()
+        raise
     if bar is not None and len(pending) < len(recordings):
         bar.update(len(recordings) - len(pending))
     return {"patient": p, "path": path, "fp": fp, "lock": lock, "recordings": recordings, "pending": pending,
-            "n": len(pending), "results": {}, "skipped": skipped, "parts": parts, "submitted": 0}
+            "n": len(pending), "results": {}, "skipped": skipped, "tmp": tmp, "offsets": offsets,
+            "shapes": shapes, "sfreq": sfreq}
 
 
-def _finish_patient(state, montage, cfg, built, files) -> None:
+def _finish_patient(state, built) -> None:
     try:
-        _write_patient_file(state["path"], state["patient"], state["recordings"], state["results"], montage,
-                            cfg, state["fp"], state["skipped"])
-        for rid, why in state["skipped"]:
+        skipped = state["skipped"] + [(rid, res["skip"]) for rid, res in state["results"].items() if "skip" in res]
+        _complete_patient_file(state["tmp"], state["path"], state["recordings"], state["results"], state["shapes"],
+                               state["sfreq"], skipped)
+        for rid, why in skipped:
             log.warning("skipping %s: %s", rid, why)
         built.append(state["patient"])
     finally:
-        shutil.rmtree(state["parts"], ignore_errors=True)
+        Path(state["tmp"]).unlink(missing_ok=True)
         state["lock"].release()
 
 

@@ -58,6 +58,7 @@ class PreprocessingConfig:
         return cls(**{k: (None if v in (None, "null", "None") else v) for k, v in dict(d).items()})
 
 
+@lru_cache(maxsize=64)
 def filter_stages(sfreq: float, cfg: PreprocessingConfig) -> list[tuple[str, tuple]]:
     """The filters applied at ``sfreq``: ``[("sos", sos) | ("ba", (b, a))]``, forward and backward."""
     nyq = sfreq / 2.0
@@ -117,20 +118,33 @@ def preprocess_channel(x: np.ndarray, sfreq: float, cfg: PreprocessingConfig,
     Returns the float32 result and whether float32 was used.
     """
     x = np.asarray(x)
-    stages = filter_stages(sfreq, cfg) if x.shape[-1] > 3 * (2 * cfg.filter_order + 1) else []
+    stages = filter_stages(float(sfreq), cfg) if x.shape[-1] > 3 * (2 * cfg.filter_order + 1) else []
     single = False
     if stages:
         peak = float(np.abs(x).max()) if x.size else 0.0
         single = step_uv is not None and float32_error_bound(peak, sfreq, cfg) < step_uv / 2
         x = _apply(stages, x, np.float32 if single else np.float64)
-    if cfg.sfreq and abs(cfg.sfreq - sfreq) > 1e-6:
-        ratio = Fraction(cfg.sfreq / sfreq).limit_denominator(1000)
+    ratio = _ratio(sfreq, cfg)
+    if ratio is not None:
         x = sps.resample_poly(np.asarray(x, dtype=np.float32), ratio.numerator, ratio.denominator)
     return np.ascontiguousarray(x, dtype=np.float32), single
 
 
+def _ratio(sfreq: float, cfg: PreprocessingConfig) -> Fraction | None:
+    if cfg.sfreq and abs(cfg.sfreq - sfreq) > 1e-6:
+        return Fraction(cfg.sfreq / sfreq).limit_denominator(1000)
+    return None
+
+
 def output_sfreq(sfreq: float, cfg: PreprocessingConfig) -> float:
-    return float(cfg.sfreq) if cfg.sfreq and abs(cfg.sfreq - sfreq) > 1e-6 else float(sfreq)
+    """Sampling rate after preprocessing."""
+    return float(cfg.sfreq) if _ratio(sfreq, cfg) is not None else float(sfreq)
+
+
+def output_length(n: int, sfreq: float, cfg: PreprocessingConfig) -> int:
+    """Samples after preprocessing ``n`` samples at ``sfreq`` (``resample_poly``: ceil(n * up / down))."""
+    ratio = _ratio(sfreq, cfg)
+    return n if ratio is None else -(-n * ratio.numerator // ratio.denominator)
 
 
 def preprocess(x: np.ndarray, sfreq: float, cfg: PreprocessingConfig,
