@@ -12,11 +12,11 @@ sections, zero phase = forward-backward, as ``scipy.signal.sosfiltfilt`` in ours
 
 A fresh interpreter per build makes the peak resident memory (``VmHWM``) that build's own;
 the work is timed inside the process, after the imports, which are reported separately. Ours
-builds in worker processes (``n_jobs``, default every core): its memory is the process tree's,
-``peak_rss_mb`` being the parent's peak plus every worker's peak (an upper bound of what was
-resident at any one time), ``sampled_peak_rss_mb`` the largest sum of the tree's resident
-memory sampled every 20 ms (a lower bound); ``cpu_s`` counts the CPU time of the parent and its
-workers, so a loaded machine (which slows the wall clock of parallel work first) shows apart.
+builds in worker processes (``n_jobs``, default every core): its memory is the process tree's
+(:class:`TreeMemory`: proportional set sizes summed over the parent and its workers, sampled
+every 50 ms, and at least the parent's own peak); ``cpu_s`` counts the CPU time of the parent
+and its workers, so a loaded machine (which slows the wall clock of parallel work first) shows
+apart.
 
 Run as ``python -m bench.cache_build <args.json> <result.json>`` (the parent does this).
 """
@@ -65,25 +65,27 @@ def _peak_rss_mb() -> float:
 
 
 class TreeMemory:
-    """Samples this process and its descendants every ``interval`` s while the build runs.
+    """Samples the memory of this process and its descendants every ``interval`` s.
 
-    ``peak_mb``: this process's ``VmHWM`` plus the last ``VmHWM`` seen of every descendant (an
-    upper bound: the peaks need not coincide); ``sampled_peak_mb``: the largest sum of the tree's
-    ``VmRSS`` over the samples (a lower bound)."""
+    Forked workers share their parent's pages (the imports), so resident sizes would count them
+    once per process: the tree is measured in proportional set size (PSS: each shared page split
+    between its sharers), summed over the tree. ``peak_mb`` is the largest sum seen, and at least
+    this process's own peak (``VmHWM``); ``worker_peak_mb`` the largest worker's ``VmHWM``.
+    """
 
-    def __init__(self, interval: float = 0.02):
+    def __init__(self, interval: float = 0.05):
         self.interval = interval
-        self.child_hwm: dict[int, float] = {}
         self.sampled_peak_mb = 0.0
+        self.worker_peak_mb = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     @staticmethod
-    def _field(pid: int, field: str) -> float:
+    def _pss_mb(pid: int) -> float:
         try:
-            with open(f"/proc/{pid}/status") as fh:
+            with open(f"/proc/{pid}/smaps_rollup") as fh:
                 for line in fh:
-                    if line.startswith(field + ":"):
+                    if line.startswith("Pss:"):
                         return int(line.split()[1]) / 1e3
         except OSError:
             pass
@@ -96,12 +98,15 @@ class TreeMemory:
             children = psutil.Process().children(recursive=True)
         except psutil.Error:
             children = []
-        total = _rss_mb()
+        total = self._pss_mb(os.getpid())
         for c in children:
-            hwm = self._field(c.pid, "VmHWM")
-            if hwm:
-                self.child_hwm[c.pid] = max(hwm, self.child_hwm.get(c.pid, 0.0))
-            total += self._field(c.pid, "VmRSS")
+            total += self._pss_mb(c.pid)
+            try:
+                with open(f"/proc/{c.pid}/status") as fh:
+                    hwm = next((int(ln.split()[1]) / 1e3 for ln in fh if ln.startswith("VmHWM:")), 0.0)
+            except OSError:
+                hwm = 0.0
+            self.worker_peak_mb = max(self.worker_peak_mb, hwm)
         self.sampled_peak_mb = max(self.sampled_peak_mb, total)
 
     def _run(self) -> None:
@@ -118,7 +123,7 @@ class TreeMemory:
 
     @property
     def peak_mb(self) -> float:
-        return _peak_rss_mb() + sum(self.child_hwm.values())
+        return max(self.sampled_peak_mb, _peak_rss_mb())
 
 
 def _cpu_s() -> float:
@@ -232,7 +237,7 @@ def _worker(args: dict) -> dict:
         seconds = time.perf_counter() - t1
     peak = memory.peak_mb
     return {"implementation": impl, "seconds": seconds, "cpu_s": _cpu_s() - cpu0, "import_s": import_s,
-            "peak_rss_mb": peak, "sampled_peak_rss_mb": max(memory.sampled_peak_mb, baseline),
+            "peak_rss_mb": peak, "worker_peak_rss_mb": memory.worker_peak_mb,
             "baseline_rss_mb": baseline, "work_rss_mb": peak - baseline,
             "output_mb": _dir_bytes(out) / 1e6, **info}
 
@@ -248,10 +253,10 @@ def run_build(implementation: str, recordings: list[Recording] | tuple[Recording
     dict
         ``seconds`` (the build, imports excluded), ``cpu_s`` (CPU time of the build and its
         workers), ``import_s``, ``process_s`` (whole child as the parent saw it), ``peak_rss_mb``
-        (the build's peak resident memory, workers included: see the module docstring),
-        ``sampled_peak_rss_mb``, ``baseline_rss_mb`` (after imports), ``work_rss_mb`` (peak minus
-        baseline), ``output_mb``, ``n_windows``, ``n_jobs`` (worker processes used; ours only:
-        ``n_jobs`` None = every core).
+        (the build's peak memory, workers included: see :class:`TreeMemory`),
+        ``worker_peak_rss_mb`` (the largest worker's peak), ``baseline_rss_mb`` (after imports),
+        ``work_rss_mb`` (peak minus baseline), ``output_mb``, ``n_windows``, ``n_jobs`` (worker
+        processes used; ``n_jobs`` None = every core).
     """
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")

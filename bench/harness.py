@@ -236,8 +236,8 @@ class Bench:
                          "n_jobs": bs[-1].get("n_jobs"),
                          "seconds_per_eeg_hour": per_hour.to_dict(),
                          "cpu_s": Measurement(tuple(b["cpu_s"] for b in bs), "s").to_dict(),
-                         "sampled_peak_rss_mb": Measurement(tuple(b["sampled_peak_rss_mb"] for b in bs),
-                                                            "MB").to_dict(),
+                         "worker_peak_rss_mb": Measurement(tuple(b["worker_peak_rss_mb"] for b in bs),
+                                                           "MB").to_dict(),
                          **{k: summary[k] for k in ("seconds", "peak_rss_mb", "work_rss_mb", "edf_mb_per_s")}})
         self.results["scale"] = {"note": "larger corpora list the 1x recordings k times under new ids; "
                                          "every size is rebuilt in each interleaved round; ours builds with "

@@ -70,9 +70,9 @@ def render_markdown(res: dict) -> str:
         lines += ["## Scale: cost as the corpus grows", "", sc.get("note", ""), ""]
         rows = [[r["implementation"], f"{r['factor']}x", f"{r['hours']:.1f}", _med(r["seconds"], 2),
                  _med(r.get("cpu_s"), 2), _med(r["seconds_per_eeg_hour"], 2), _med(r["edf_mb_per_s"], 1),
-                 _med(r["peak_rss_mb"], 0), _med(r.get("sampled_peak_rss_mb"), 0)] for r in sc["rows"]]
+                 _med(r["peak_rss_mb"], 0), _med(r.get("worker_peak_rss_mb"), 0)] for r in sc["rows"]]
         lines += _table(["", "corpus", "hours", "seconds", "CPU s", "s per EEG hour", "MB EDF/s",
-                         "peak RSS MB (bound)", "peak RSS MB (sampled)"], rows)
+                         "peak memory MB (all processes)", "largest worker MB"], rows)
         fit = sc.get("fit") or {}
         fits = {k: v for k, v in fit.items() if isinstance(v, dict)}
         if fits:

@@ -331,18 +331,25 @@ def harmonize(rec: Recording, montage: tuple[str, ...], cfg: PreprocessingConfig
         notes.append(f"{rec.path}: channel {labels[i]!r} {reason}; the montage is built without it")
     scales = {i: h.microvolt_scale(i) for i in used}
     n_out, single = None, 0
+    n = (stop - first) * h.samples_per_record[used[0]]
+    row, term = np.empty(n, dtype=np.float32), np.empty(n, dtype=np.float32)
     for k, name in enumerate(montage):
-        weights = [(i, deriv.matrix[k, i]) for i in np.flatnonzero(deriv.matrix[k])]
-        row = np.zeros((stop - first) * h.samples_per_record[used[0]], dtype=np.float32)
-        for i, w in weights:
-            gain, offset = scales[int(i)]
-            row += np.float32(w * gain) * rows[int(i)] + np.float32(w * offset)
+        weights = [(int(i), float(deriv.matrix[k, i])) for i in np.flatnonzero(deriv.matrix[k])]
+        shift = 0.0
+        for j, (i, w) in enumerate(weights):  # sum of w * (gain * digital + offset), no temporaries
+            gain, offset = scales[i]
+            np.multiply(rows[i], np.float32(w * gain), out=term if j else row, casting="unsafe")
+            if j:
+                row += term
+            shift += w * offset
+        if shift:
+            row += np.float32(shift)
         if row.size and row.min() == row.max():
             raise DatasetError(f"{rec.path}: montage channel {name} is flat (its electrodes carry the same "
                                "signal); recording unusable")
-        step = min(abs(scales[int(i)][0]) for i, _ in weights)
+        step = min(abs(scales[i][0]) for i, _ in weights)
         y, used32 = preprocess_channel(row, rec.sfreq, cfg, step)
-        if not np.isfinite(y).all():
+        if not np.isfinite(y.sum(dtype=np.float64)):  # NaN and inf reach the sum; no mask array
             raise DatasetError(f"{rec.path}: montage channel {name} has non-finite values after filtering; "
                                "recording unusable")
         single += used32
@@ -369,7 +376,7 @@ def _build_into(rec: Recording, montage: tuple[str, ...], cfg: PreprocessingConf
     def sink(k: int, row: np.ndarray) -> None:
         if row.shape[0] != n_samples:
             raise DatasetError(f"{rec.path}: {row.shape[0]} samples after preprocessing, {n_samples} expected")
-        os.pwrite(fd, row.astype("<f4", copy=False).tobytes(), offset + 4 * k * n_samples)
+        os.pwrite(fd, memoryview(np.ascontiguousarray(row, dtype="<f4")).cast("B"), offset + 4 * k * n_samples)
 
     fd = os.open(path, os.O_WRONLY)
     try:

@@ -121,7 +121,7 @@ def preprocess_channel(x: np.ndarray, sfreq: float, cfg: PreprocessingConfig,
     stages = filter_stages(float(sfreq), cfg) if x.shape[-1] > 3 * (2 * cfg.filter_order + 1) else []
     single = False
     if stages:
-        peak = float(np.abs(x).max()) if x.size else 0.0
+        peak = max(float(x.max()), -float(x.min())) if x.size else 0.0
         single = step_uv is not None and float32_error_bound(peak, sfreq, cfg) < step_uv / 2
         x = _apply(stages, x, np.float32 if single else np.float64)
     ratio = _ratio(sfreq, cfg)
