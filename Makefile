@@ -13,13 +13,16 @@ FOLD ?=
 ARGS ?=
 LAUNCHER ?= local
 PYTEST_ARGS ?=
+# The recipes read these from the environment, quoted, so a value is never run as shell code
+# (DATA_ROOT='x;touch y' is a folder name, not two commands). ARGS is split into words only.
+export NAME DATA_ROOT FOLD ARGS LAUNCHER PYTEST_ARGS
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all experiment sweep corpus bench clean
+.PHONY: help install test test-all lint experiment sweep corpus bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
-	@echo "  variables: NAME=$(NAME) DATA_ROOT=<dataset> FOLD=<patient> ARGS='key=value ...' TORCH_SPEC='$(TORCH_SPEC)'"
+	@echo "  variables: NAME=$$NAME DATA_ROOT=<dataset> FOLD=<patient> ARGS='key=value ...' LAUNCHER=local|slurm"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,14 +32,20 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv: torch (TORCH_SPEC) first, then the project in editable mode
 
-test: $(STAMP) ## run the default test suite (well under 15 min on 2 CPU cores)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+test: $(STAMP) ## the fast default suite (unit + fast integration; < 5 min on 2 CPU cores)
+	set -f; $(BIN)/python -m pytest -q -m "not slow" --durations=15 $$PYTEST_ARGS
+
+test-all: $(STAMP) ## every test, the slow end-to-end studies too (what CI runs)
+	set -f; $(BIN)/python -m pytest -q --durations=25 $$PYTEST_ARGS
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check .
 
 experiment: $(STAMP) ## run a LOSO study: make experiment NAME=chb_loso [DATA_ROOT=...] [FOLD=chb03] [ARGS="trainer.max_epochs=5"]
-	$(BIN)/python -m experiments run $(NAME) $(if $(DATA_ROOT),data_root=$(DATA_ROOT)) $(if $(FOLD),folds=[$(FOLD)]) $(ARGS)
+	set -f; $(BIN)/python -m experiments run "$$NAME" $${FOLD:+"folds=[$$FOLD]"} $$ARGS
 
-sweep: $(STAMP) ## one job per held-out patient: make sweep NAME=chb_loso LAUNCHER=slurm|local
-	$(BIN)/python -m experiments sweep $(NAME) launcher=$(LAUNCHER) $(if $(DATA_ROOT),data_root=$(DATA_ROOT)) $(ARGS)
+sweep: $(STAMP) ## one job per held-out patient: make sweep NAME=chb_loso LAUNCHER=slurm|local [ARGS=...]
+	set -f; $(BIN)/python -m experiments sweep "$$NAME" "launcher.name=$$LAUNCHER" $${FOLD:+"folds=[$$FOLD]"} $$ARGS
 
 corpus: $(STAMP) ## build the default synthetic CHB-MIT-shaped corpus under data/synthetic
 	$(BIN)/python -m datamodules synth data/synthetic

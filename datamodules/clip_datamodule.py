@@ -51,10 +51,24 @@ class LOSOClipDataModule(LOSODataModule):
     def __init__(self, *args, n_windows: int = 45, background_per_seizure: float = 2.0,
                  window_s: float = 1.0, train_repeats: int = 1, **kwargs):
         super().__init__(*args, window_s=window_s, **kwargs)
+        if int(n_windows) < 2:
+            raise ValueError(f"n_windows must be at least 2 (a clip spans several windows), got {n_windows!r}")
+        if int(train_repeats) < 1:
+            raise ValueError(f"train_repeats must be at least 1, got {train_repeats!r}")
+        if float(background_per_seizure) < 0:
+            raise ValueError(f"background_per_seizure must be >= 0, got {background_per_seizure!r}")
         self.n_windows = int(n_windows)
         self.train_repeats = max(1, int(train_repeats))
         self.background_per_seizure = float(background_per_seizure)
         self._clip_index: dict[str, object] = {}
+
+    def model_shape(self, sfreq: float | None = None) -> dict:
+        """Signal-shaped arguments for a clip model (SZLoc): ``n_chans``, ``n_windows``,
+        ``window_samples``, ``sfreq`` and ``n_times`` (samples per clip)."""
+        sf = float(sfreq) if sfreq is not None else float(self.sfreq)
+        w = int(round(self.window_s * sf))
+        return {"n_chans": len(self.channels), "n_windows": self.n_windows, "window_samples": w,
+                "sfreq": sf, "n_times": self.n_windows * w}
 
     def _index_split(self, name: str, patients, recordings) -> None:
         index = SeizureClipIndex(recordings, n_windows=self.n_windows, window_s=self.window_s,

@@ -134,6 +134,12 @@ class BalancedWindowSampler(Sampler[int]):
         return iter(order.tolist())
 
 
+def _check_positive(**values) -> None:
+    for name, v in values.items():
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
+            raise ValueError(f"{name} must be > 0, got {v!r}")
+
+
 class LOSODataModule(pl.LightningDataModule):
     """Leave-one-patient-out windows from a dataset folder (CHB-MIT, SzCORE BIDS, synthetic).
 
@@ -159,13 +165,28 @@ class LOSODataModule(pl.LightningDataModule):
     """
 
     def __init__(self, data_root: str, test_patient: str, cache_dir: str = "cache",
-                 val_patients: int | list[str] = 1, window_s: float = 2.0, train_hop_s: float = 2.0,
+                 val_patients: int | list[str] = 2, window_s: float = 2.0, train_hop_s: float = 2.0,
                  seizure_hop_s: float = 0.5, min_overlap: float = 0.5, background_ratio: float = 3.0,
                  max_seizure_windows: int | None = None, batch_size: int = 256, num_workers: int = 0,
                  seed: int = 0, preprocessing: PreprocessingConfig | dict | None = None,
                  montage: tuple[str, ...] = DOUBLE_BANANA, recordings: list[Recording] | None = None,
                  progress: bool = True):
         super().__init__()
+        _check_positive(window_s=window_s, train_hop_s=train_hop_s, seizure_hop_s=seizure_hop_s,
+                        batch_size=batch_size)
+        if not 0.0 < float(min_overlap) <= 1.0:
+            raise ValueError(f"min_overlap must be in (0, 1], got {min_overlap!r}")
+        if float(background_ratio) < 0:
+            raise ValueError(f"background_ratio must be >= 0, got {background_ratio!r}")
+        if max_seizure_windows is not None and int(max_seizure_windows) < 1:
+            raise ValueError(f"max_seizure_windows must be >= 1 or null, got {max_seizure_windows!r}")
+        if int(num_workers) < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers!r}")
+        if isinstance(val_patients, int) and val_patients < 1:
+            raise ValueError(f"val_patients must be at least 1 (early stopping and thresholds need "
+                             f"validation data), got {val_patients!r}")
+        if not montage:
+            raise ValueError("montage must list at least one channel")
         self.data_root = str(data_root)
         self.test_patient = test_patient
         self.cache_dir = str(cache_dir)
@@ -208,6 +229,12 @@ class LOSODataModule(pl.LightningDataModule):
     def n_times(self) -> int:
         return int(round(self.window_s * self.sfreq))
 
+    def model_shape(self, sfreq: float | None = None) -> dict:
+        """Signal-shaped arguments for a window model (braindecode names): ``n_chans``,
+        ``n_times``, ``sfreq``. ``sfreq`` overrides the rate (before the cache is built)."""
+        sf = float(sfreq) if sfreq is not None else float(self.sfreq)
+        return {"n_chans": len(self.channels), "n_times": int(round(self.window_s * sf)), "sfreq": sf}
+
     # -- Lightning hooks ------------------------------------------------------------------
     def recordings(self) -> list[Recording]:
         if self._recordings is None:
@@ -236,6 +263,7 @@ class LOSODataModule(pl.LightningDataModule):
         for p in report.empty:
             log.warning("patient %s has no usable recording; excluded from this study", p)
         self.split = loso_split(patients, self.test_patient, self.val_patients, seed=self.seed)
+        self._cache_files = dict(report.files)
         for patient, path in report.files.items():
             self.cached[patient] = list_recordings(path)
         for name, patients in (("train", self.split.train), ("val", self.split.val), ("test", self.split.test)):
@@ -280,6 +308,34 @@ class LOSODataModule(pl.LightningDataModule):
     # -- what the callbacks and the scorer ask for ---------------------------------------
     def split_recordings(self, split: str) -> list[CachedRecording]:
         return list(self._windows[split].recordings)
+
+    def class_prior(self) -> tuple[float, float]:
+        """(seizure share of the training recordings' windows, seizure share of what the balanced
+        sampler shows the model per epoch). Their log-odds difference corrects the model's
+        probabilities for the sampling (prior shift), so a probability means what it says."""
+        train = self._windows["train"]
+        natural = make_windows(train.recordings, self.window_s, self.window_s, self.min_overlap)
+        n_pos, n_neg = BalancedWindowSampler(train.label, self.background_ratio, self.max_seizure_windows,
+                                             self.seed)._n()
+        return float(natural.label.mean()), n_pos / max(1, n_pos + n_neg)
+
+    def unusable_recordings(self, split: str) -> list[tuple[Recording, str]]:
+        """Annotated recordings of the split's patients that did not make it into the cache
+        (unreadable, montage incomplete...), with the reason: scoring counts them as files with no
+        detection, as the SzCORE evaluator does, and the summary lists them."""
+        patients = set(getattr(self.split, split))
+        cached = {r.recording_id for p in patients for r in self.cached.get(p, [])}
+        reasons: dict[str, str] = {}
+        for p in patients:
+            path = getattr(self, "_cache_files", {}).get(p)
+            if path:
+                import json
+
+                import h5py
+                with h5py.File(path, "r") as f:
+                    reasons.update({str(a): str(b) for a, b in json.loads(f.attrs.get("skipped", "[]"))})
+        return [(r, reasons.get(r.recording_id, "not in the cache"))
+                for r in self.recordings() if r.patient in patients and r.annotated and r.recording_id not in cached]
 
     def seizure_events(self, split: str) -> list[SeizureEvent]:
         return [SeizureEvent(r.patient, r.recording_id, float(on), float(off), r.soz)

@@ -50,6 +50,19 @@ class PreprocessingConfig:
     sfreq: float | None = 256.0
     filter_order: int = 4
 
+    def __post_init__(self):
+        for name in ("l_freq", "h_freq", "notch_freq", "sfreq"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0):
+                raise ValueError(f"{name} must be a positive frequency in Hz or null, got {v!r}")
+        if self.l_freq is not None and self.h_freq is not None and self.l_freq >= self.h_freq:
+            raise ValueError(f"l_freq ({self.l_freq} Hz) must be below h_freq ({self.h_freq} Hz)")
+        if self.sfreq is not None and self.h_freq is not None and self.h_freq >= self.sfreq / 2:
+            raise ValueError(f"h_freq ({self.h_freq} Hz) must be below half the sampling rate "
+                             f"({self.sfreq} Hz)")
+        if not isinstance(self.filter_order, int) or not 1 <= self.filter_order <= 10:
+            raise ValueError(f"filter_order must be an integer in 1..10, got {self.filter_order!r}")
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 

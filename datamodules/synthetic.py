@@ -1048,15 +1048,15 @@ def _validate(params: GenerationParams) -> None:
                          f"on both sides: use at least {np.ceil(need * 10) / 10:g}")
 
 
-def generate_corpus(out: str | os.PathLike, n_patients: int = 6, n_recordings: int = 2,
+def generate_corpus(root: str | os.PathLike, n_patients: int = 6, n_recordings: int = 2,
                     minutes: float = 12.0, seed: int = 0, seizures_per_patient: tuple[int, int] = (2, 4),
                     artifacts: float = 1.0, overwrite: bool = False,
                     progress: Callable[[str], None] | None = None) -> CorpusTruth:
-    """Write a synthetic CHB-MIT-shaped corpus to ``out`` and return its ground truth.
+    """Write a synthetic CHB-MIT-shaped corpus to ``root`` and return its ground truth.
 
     Parameters
     ----------
-    out : path
+    root : path
         Corpus root. Built in a temporary sibling folder and renamed into place, so several
         processes (SLURM array tasks) may ask for the same corpus at once.
     n_patients : int
@@ -1088,7 +1088,7 @@ def generate_corpus(out: str | os.PathLike, n_patients: int = 6, n_recordings: i
                               (int(seizures_per_patient[0]), int(seizures_per_patient[1])),
                               float(artifacts))
     _validate(params)
-    root = Path(out)
+    root = Path(root)
     existing = _existing(root, params, overwrite)
     if existing is not None:
         return existing

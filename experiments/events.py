@@ -8,8 +8,9 @@ eventType, confidence, channels, dateTime, recordingDuration.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -21,15 +22,28 @@ class PostprocessConfig:
     """How probabilities become events.
 
     smooth_s : moving-average length over window probabilities (0 = none)
-    threshold : probability above which a window is ictal
+    threshold : probability above which a window is ictal, or ``"auto"``: the runner picks it on
+        the validation patients (maximum event F1) and stores it in the checkpoint
     min_duration_s : events shorter than this are dropped (after merging)
     merge_gap_s : events separated by less than this are joined
     """
 
     smooth_s: float = 6.0
-    threshold: float = 0.5
-    min_duration_s: float = 8.0
+    threshold: float | Literal["auto"] = "auto"
+    min_duration_s: float = 4.0
     merge_gap_s: float = 10.0
+
+    def __post_init__(self):
+        if self.threshold != "auto" and not (isinstance(self.threshold, (int, float))
+                                             and 0.0 < float(self.threshold) < 1.0):
+            raise ValueError(f"threshold must be a probability in (0, 1) or 'auto', got {self.threshold!r}")
+        for name in ("smooth_s", "min_duration_s", "merge_gap_s"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= float(v) < 1e6:
+                raise ValueError(f"{name} must be a number of seconds >= 0, got {v!r}")
+
+    def with_threshold(self, threshold: float) -> PostprocessConfig:
+        return replace(self, threshold=float(threshold))
 
 
 @dataclass(frozen=True)
@@ -54,12 +68,14 @@ def smooth(prob: np.ndarray, hop_s: float, smooth_s: float) -> np.ndarray:
 
 
 def probabilities_to_events(start_s: np.ndarray, prob: np.ndarray, window_s: float,
-                            cfg: PostprocessConfig = PostprocessConfig(),
+                            cfg: PostprocessConfig = PostprocessConfig(threshold=0.5),
                             duration_s: float | None = None) -> list[Event]:
     """Events of one recording from its window probabilities (windows in time order).
 
     Each window covers ``[start, start + window_s)``; an event spans its ictal windows.
     """
+    if cfg.threshold == "auto":
+        raise ValueError("the threshold is 'auto': tune it first (experiments.evaluate.tune_threshold)")
     start_s = np.asarray(start_s, dtype=float)
     prob = np.asarray(prob, dtype=float)
     if start_s.size == 0:

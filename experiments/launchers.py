@@ -36,7 +36,7 @@ submitit's own job-state polling uses ``sacct``, which needs accounting storage.
 read from submitit's result file, and a job that leaves ``squeue`` (or reaches a final state) without
 writing one (killed, out of memory, node failure) is reported failed after ``grace_s``: the launcher
 works on clusters with and without accounting, including the single-node test cluster
-(:mod:`tests.support.slurm_cluster`).
+(``tests/support/slurm_cluster.py``).
 """
 from __future__ import annotations
 
@@ -47,27 +47,62 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import submitit
 import yaml
 from submitit.core.utils import pickle_load
 
 LAUNCHERS = ("slurm", "local", "inline")
-# The settings a study config may give under `slurm:` (and their defaults).
-SLURM_DEFAULTS: Mapping[str, Any] = {
-    "partition": None,        # None: the cluster's default partition
-    "gpus_per_node": 0,
-    "cpus_per_task": 2,
-    "mem_gb": 8,
-    "timeout_min": 60,
-    "array_parallelism": 256,  # most array tasks running at once
-    "signal_delay_s": 90,      # USR2 this long before the time limit (checkpoint + requeue)
-    "setup": (),               # shell lines run before the job (module load ..., source ...)
-    "additional": {},          # any other sbatch option, e.g. {"account": "x", "qos": "y"}
-}
+@dataclass(frozen=True)
+class SlurmSettings:
+    """What a study config may give under ``launcher.slurm`` (the defaults live here only)."""
+
+    partition: str | None = None          # None: the cluster's default partition
+    gpus_per_node: int = 0
+    cpus_per_task: int = 2
+    mem_gb: float = 8.0
+    timeout_min: int = 120                # a fold on real data can take an hour or more
+    array_parallelism: int = 256          # most array tasks running at once
+    signal_delay_s: int = 90              # USR2 this long before the time limit (checkpoint + requeue)
+    setup: tuple[str, ...] = ()           # shell lines run before the job (module load ..., source ...)
+    additional: dict = field(default_factory=dict)  # any other sbatch option, e.g. {"account": "x"}
+
+    def __post_init__(self):
+        for key in ("cpus_per_task", "timeout_min", "array_parallelism"):
+            if int(getattr(self, key)) < 1:
+                raise ValueError(f"slurm.{key} must be at least 1, got {getattr(self, key)!r}")
+        for key in ("gpus_per_node", "signal_delay_s"):
+            if int(getattr(self, key)) < 0:
+                raise ValueError(f"slurm.{key} must not be negative, got {getattr(self, key)!r}")
+        if float(self.mem_gb) <= 0:
+            raise ValueError(f"slurm.mem_gb must be > 0, got {self.mem_gb!r}")
+
+
+@dataclass(frozen=True)
+class LauncherSettings:
+    """``make sweep``: how the folds of a study are launched.
+
+    name : ``local`` (parallel local processes), ``slurm`` (one array task per fold) or
+        ``inline`` (this process, one after the other: for debugging)
+    max_parallel : folds at once with ``local``
+    slurm : :class:`SlurmSettings`
+    """
+
+    name: Literal["local", "slurm", "inline"] = "local"
+    max_parallel: int = 2
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)
+
+    def __post_init__(self):
+        if self.name not in LAUNCHERS:
+            raise ValueError(f"name must be one of {', '.join(LAUNCHERS)}, got {self.name!r}")
+        if int(self.max_parallel) < 1:
+            raise ValueError(f"max_parallel must be at least 1, got {self.max_parallel!r}")
+
+
+SLURM_DEFAULTS: Mapping[str, Any] = {f.name: getattr(SlurmSettings(), f.name) for f in fields(SlurmSettings)}
 # SLURM states after which no result file will appear any more.
 _FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
                            "BOOT_FAIL", "DEADLINE", "PREEMPTED", "SPECIAL_EXIT", "REVOKED"})
@@ -370,21 +405,18 @@ def _check_folds(folds: Iterable[str]) -> list[str]:
     return folds
 
 
-def _slurm_settings(slurm: Mapping[str, Any] | None) -> dict[str, Any]:
-    given = dict(slurm or {})
+def _slurm_settings(slurm: Mapping[str, Any] | SlurmSettings | None) -> dict[str, Any]:
+    if isinstance(slurm, SlurmSettings):
+        given = asdict(slurm)
+    else:
+        given = {k: v for k, v in dict(slurm or {}).items() if v is not None}  # None: the default
     unknown = sorted(set(given) - set(SLURM_DEFAULTS))
     if unknown:
         raise ValueError(f"unknown slurm settings {unknown}; known: {sorted(SLURM_DEFAULTS)} "
                          "(other sbatch options go under `additional`)")
-    settings = {**SLURM_DEFAULTS, **{k: v for k, v in given.items() if v is not None}}  # None: default
-    for key in ("gpus_per_node", "cpus_per_task", "timeout_min", "array_parallelism", "signal_delay_s"):
-        if int(settings[key]) < (0 if key in ("gpus_per_node", "signal_delay_s") else 1):
-            raise ValueError(f"slurm.{key} must be a positive number, got {settings[key]!r}")
-    if float(settings["mem_gb"]) <= 0:
-        raise ValueError(f"slurm.mem_gb must be > 0, got {settings['mem_gb']!r}")
-    if isinstance(settings["setup"], str):
-        settings["setup"] = [settings["setup"]]
-    return settings
+    if isinstance(given.get("setup"), str):
+        given["setup"] = [given["setup"]]
+    return asdict(SlurmSettings(**given))
 
 
 def _squeue_states(array_id: str) -> dict[str, str] | None:

@@ -1,9 +1,13 @@
 """Score one of a user's own recordings with a trained checkpoint:
-``python -m experiments predict --ckpt PATH --edf FILE [--out events.tsv] [--ecam out.png]``.
+``python -m experiments predict --ckpt PATH --edf FILE [--out events.tsv] [--panel out.png]``.
 
-Any montage the harmonizer can map works (bipolar CHB-MIT, referential, T3/T4 names...).
-Preprocessing is the one the checkpoint was trained with (read from the run's config.yaml when
-the checkpoint sits in a run folder, else the defaults).
+Everything comes from the checkpoint (:mod:`lightning_modules.checkpoints`): the montage the
+model reads, the preprocessing and sampling rate it was trained with, its window, the
+post-processing and the threshold its fold tuned on the validation patients (``model.ckpt``
+of a finished fold; a training checkpoint has no tuned threshold and uses 0.5 unless
+``--threshold`` is given). Any EDF the harmonizer can map works (bipolar CHB-MIT, referential
+``EEG FP1-REF``, T3/T4 names, non-EEG channels first, another sampling rate: the EEG channels'
+own rate is read and resampled).
 """
 from __future__ import annotations
 
@@ -17,6 +21,10 @@ import torch
 from .events import PostprocessConfig, probabilities_to_events, write_events_tsv
 
 
+class PredictError(ValueError):
+    """A bad input to ``predict``, in one sentence naming the file."""
+
+
 @dataclass(frozen=True)
 class Prediction:
     recording: str
@@ -26,62 +34,55 @@ class Prediction:
     events: list
 
 
-def _run_config(ckpt: Path):
-    from omegaconf import OmegaConf
-
-    for parent in ckpt.resolve().parents:
-        if (parent / "config.yaml").exists():
-            return OmegaConf.load(parent / "config.yaml")
-    return None
-
-
-def _fold_threshold(ckpt: Path) -> float:
-    """The threshold a fold chose on its validation patients (metrics.json beside checkpoints/)."""
-    import json
-
-    metrics = ckpt.resolve().parent.parent / "metrics.json"
-    if metrics.exists():
-        return float(json.loads(metrics.read_text()).get("threshold", 0.5))
-    return 0.5
+def _data_spec(module) -> dict:
+    data = dict((module.run_spec or {}).get("data") or {})
+    if not data.get("channels"):
+        raise PredictError("the checkpoint does not say which montage its model reads (no run.data.channels): "
+                           "use model.ckpt or a checkpoint from a run of this version")
+    return data
 
 
-def load_checkpoint(ckpt: str | Path):
-    """The LightningModule stored in ``ckpt`` (detection or localization, told by its hyperparameters)."""
-    from lightning_modules.detection import SeizureDetectionModule
-    from lightning_modules.localization import SeizureLocalizationModule
-
-    hp = torch.load(ckpt, map_location="cpu", weights_only=False).get("hyper_parameters", {})
-    cls = SeizureLocalizationModule if "loss_weights" in hp else SeizureDetectionModule
-    module = cls.load_from_checkpoint(str(ckpt), map_location="cpu", weights_only=False)
-    return module.eval()
-
-
-def predict_recording(module, edf: str | Path, preprocessing=None, post: PostprocessConfig = PostprocessConfig(),
-                      batch_size: int = 256):
+def predict_recording(module, edf: str | Path, post: PostprocessConfig, batch_size: int = 256):
     """Window probabilities and events of one EDF file; returns (Prediction, signal, sfreq, channels)."""
     from datamodules.cache import load_harmonized
-    from datamodules.edf import read_edf_header
     from datamodules.preprocessing import PreprocessingConfig
-    from datamodules.recording import Recording
-    from eeg.montage import DOUBLE_BANANA
+    from datamodules.recording import DatasetError, Recording
+    from datamodules.sources._common import header_facts
+    from eeg.montage import MontageError
 
-    header = read_edf_header(edf)
-    rec = Recording(patient="user", recording_id=Path(edf).stem, path=str(edf), duration_s=header.duration_s,
-                    sfreq=float(header.sfreqs[0]), channels=tuple(header.labels))
-    channels = tuple(getattr(module.hparams, "channels", None) or DOUBLE_BANANA)
-    x, sfreq = load_harmonized(rec, channels, preprocessing or PreprocessingConfig())
+    from .predictions import collect_predictions
+
+    edf = Path(edf)
+    data = _data_spec(module)
+    channels = tuple(data["channels"])
+    model_sfreq = float(data["sfreq"])
+    pre = dict(data.get("preprocessing") or {})
+    pre["sfreq"] = pre.get("sfreq") or model_sfreq  # trained at a native rate: resample to it
+    facts = header_facts(edf)
+    if facts.header is None:
+        raise PredictError(f"{edf} is not a readable EDF file: {facts.warnings[0] if facts.warnings else ''}")
+    if facts.duration_s <= 0:
+        raise PredictError(f"{edf} holds no samples (0 data records)")
+    rec = Recording(patient="user", recording_id=edf.stem, path=str(edf), duration_s=facts.duration_s,
+                    sfreq=facts.sfreq, channels=tuple(facts.channels))
+    try:
+        x, sfreq = load_harmonized(rec, channels, PreprocessingConfig.from_mapping(pre))
+    except MontageError as e:
+        raise PredictError(f"{edf} cannot give the model's {len(channels)}-channel montage: {e}") from None
+    except DatasetError as e:
+        raise PredictError(str(e)) from None
     model = module.model
     if hasattr(model, "n_windows"):  # SZLoc: clips of n_windows x 1 s
         n = int(model.n_windows * model.window_samples)
         step_s = float(model.window_samples) / sfreq
     else:
-        n = int(model.n_times)
+        n = int(round(float(data["window_s"]) * sfreq))
         step_s = n / sfreq
+    if x.shape[1] < n:
+        raise PredictError(f"{edf} lasts {x.shape[1] / sfreq:.1f} s, shorter than one model input ({n / sfreq:.1f} s)")
     starts = np.arange(0, x.shape[1] - n + 1, n)
     # each module's own predict_step turns inputs into per-window probabilities (LSN: one per
     # window; SZLoc: one per 1 s window of each clip), collected the way the runner does
-    from .registry import collect_predictions
-
     batches = []
     with torch.inference_mode():
         for i in range(0, len(starts), batch_size):
@@ -97,35 +98,62 @@ def predict_recording(module, edf: str | Path, preprocessing=None, post: Postpro
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ckpt", required=True, help="checkpoint of a trained fold (runs/.../checkpoints/*.ckpt)")
+    p.add_argument("--ckpt", required=True, help="checkpoint of a trained fold (runs/.../folds/<patient>/model.ckpt)")
     p.add_argument("--edf", required=True, help="the recording to score (EDF)")
     p.add_argument("--out", default=None, help="SzCORE events TSV to write (default: <edf stem>_events.tsv)")
-    p.add_argument("--ecam", default=None, help="PNG panel of the activation maps around the strongest detection")
+    p.add_argument("--panel", default=None, help="PNG panel of the activation maps around the strongest detection")
     p.add_argument("--threshold", type=float, default=None,
-                   help="event threshold (default: the one the fold tuned on its validation patients, else 0.5)")
+                   help="event threshold (default: the one the fold tuned on its validation patients)")
+    p.add_argument("--model", action="append", default=[], metavar="NAME=package.module.Class",
+                   help="allow your own model class by name (a checkpoint can only name it, never import it)")
+
+
+def _out_path(args) -> Path:
+    out = Path(args.out or Path(args.edf).with_suffix("").name + "_events.tsv")
+    if out.is_dir():
+        example = out / (Path(args.edf).stem + "_events.tsv")
+        raise PredictError(f"--out {out} is a folder; give a file name, e.g. {example}")
+    if not out.parent.exists():
+        raise PredictError(f"--out {out}: the folder {out.parent} does not exist")
+    return out
 
 
 def run(args) -> int:
-    from datamodules.preprocessing import PreprocessingConfig
+    from lightning_modules.checkpoints import load_module
 
-    ckpt = Path(args.ckpt)
-    if not ckpt.exists():
-        raise FileNotFoundError(f"checkpoint {ckpt} does not exist")
-    if not Path(args.edf).exists():
-        raise FileNotFoundError(f"EDF file {args.edf} does not exist")
-    cfg = _run_config(ckpt)
-    pre = PreprocessingConfig.from_mapping(cfg.data.preprocessing) if cfg is not None else None
-    post = dict(cfg.postprocess) if cfg is not None else {}
-    post["threshold"] = args.threshold if args.threshold is not None else _fold_threshold(ckpt)
-    post = PostprocessConfig(**{**PostprocessConfig().__dict__, **post})
-    module = load_checkpoint(ckpt)
-    pred, x, sfreq, channels = predict_recording(module, args.edf, pre, post)
-    out = Path(args.out or Path(args.edf).with_suffix("").name + "_events.tsv")
+    edf = Path(args.edf)
+    if not edf.exists():
+        raise PredictError(f"EDF file {edf} does not exist")
+    if edf.is_dir():
+        raise PredictError(f"--edf {edf} is a folder; give one EDF file")
+    out = _out_path(args)
+    if args.panel and Path(args.panel).is_dir():
+        raise PredictError(f"--panel {args.panel} is a folder; give a PNG file name")
+    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
+        raise PredictError(f"--threshold must be a probability in (0, 1), got {args.threshold}")
+    extra = {}
+    for item in args.model:
+        name, _, path = item.partition("=")
+        if not name or not path:
+            raise PredictError(f"--model {item!r} must be NAME=package.module.Class")
+        extra[name] = path
+    module = load_module(args.ckpt, extra_models=extra)
+    spec = module.run_spec or {}
+    stored = dict(spec.get("postprocess") or {})
+    threshold = args.threshold if args.threshold is not None else spec.get("threshold")
+    if threshold is None:
+        print(f"note: {args.ckpt} holds no tuned threshold (a training checkpoint); using 0.5 "
+              "(the fold's model.ckpt has the tuned one, or pass --threshold)")
+        threshold = 0.5
+    stored["threshold"] = float(threshold)
+    post = PostprocessConfig(**{k: v for k, v in stored.items() if k in PostprocessConfig.__dataclass_fields__})
+    pred, x, sfreq, channels = predict_recording(module, edf, post)
     write_events_tsv(out, pred.events, pred.duration_s)
-    print(f"{pred.recording}: {len(pred.events)} seizure event(s) in {pred.duration_s / 60:.1f} min -> {out}")
+    print(f"{pred.recording}: {len(pred.events)} seizure event(s) in {pred.duration_s / 60:.1f} min "
+          f"(threshold {post.threshold:.2f}) -> {out}")
     for e in pred.events:
         print(f"  {e.onset_s:8.1f} s - {e.offset_s:8.1f} s  confidence {e.confidence:.2f}")
-    if args.ecam:
+    if args.panel:
         from callbacks.panels import render_activation_panel, save_panel
 
         centre = pred.events[int(np.argmax([e.confidence for e in pred.events]))].onset_s if pred.events \
@@ -139,5 +167,5 @@ def run(args) -> int:
             fig = render_activation_panel(x[:, a:b], sfreq, channels, maps, segment_start_s=a / sfreq,
                                           onset_s=centre if pred.events else None,
                                           recording_id=pred.recording)
-            print(f"panel -> {save_panel(fig, args.ecam)}")
+            print(f"panel -> {save_panel(fig, args.panel)}")
     return 0

@@ -48,14 +48,28 @@ class RecordingScore:
 
 
 @dataclass(frozen=True)
-class EventScoringParams:
-    """SzCORE defaults."""
+class ScoringParams:
+    """SzCORE scoring settings (its defaults): event tolerances before/after an annotated onset,
+    minimum overlap, events longer than ``max_event_duration_s`` split and events closer than
+    ``min_duration_between_events_s`` merged; sample scoring at ``sample_fs`` Hz."""
 
     tolerance_start_s: float = 30.0
     tolerance_end_s: float = 60.0
     min_overlap: float = 0.0
     max_event_duration_s: float = 300.0
     min_duration_between_events_s: float = 90.0
+    sample_fs: int = 1
+
+    def __post_init__(self):
+        for name in ("tolerance_start_s", "tolerance_end_s", "min_duration_between_events_s"):
+            if float(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0.0 <= float(self.min_overlap) <= 1.0:
+            raise ValueError(f"min_overlap must be in [0, 1], got {self.min_overlap!r}")
+        if float(self.max_event_duration_s) <= 0:
+            raise ValueError(f"max_event_duration_s must be > 0, got {self.max_event_duration_s!r}")
+        if int(self.sample_fs) < 1:
+            raise ValueError(f"sample_fs must be at least 1 Hz, got {self.sample_fs!r}")
 
     def to_timescoring(self):
         return scoring.EventScoring.Parameters(
@@ -64,17 +78,50 @@ class EventScoringParams:
             minDurationBetweenEvents=self.min_duration_between_events_s)
 
 
+def written(x: float) -> float:
+    """A time as the events TSVs hold it (two decimals), so scores in process and from the files agree."""
+    return float(f"{x:.2f}")
+
+
+def event_mask(events: list[tuple[float, float]], duration_s: float, fs: int = 1) -> np.ndarray:
+    """The binary mask the SzCORE evaluator builds from an events TSV: ``int(recordingDuration * fs)``
+    samples, each event ``[int(onset * fs), int((onset + duration) * fs))`` (truncated, not
+    rounded), with onset, duration and recording duration at the TSV's two decimals."""
+    mask = np.zeros(int(written(duration_s) * fs), dtype=bool)
+    for on, off in events:
+        on = max(0.0, written(on))
+        dur = written(off - on)
+        if dur > 0:
+            mask[int(on * fs):int((on + dur) * fs)] = True
+    return mask
+
+
+def event_counts(reference: list[tuple[float, float]], hypothesis: list[tuple[float, float]], duration_s: float,
+                 params: ScoringParams = ScoringParams()) -> Counts:
+    """Event scoring only (what threshold curves need, many times over)."""
+    fs = int(params.sample_fs)
+    ref_mask = event_mask(reference, duration_s, fs)
+    if ref_mask.size == 0:
+        return Counts(hours=duration_s / 3600)
+    ev = scoring.EventScoring(Annotation(ref_mask, fs), Annotation(event_mask(hypothesis, duration_s, fs), fs),
+                              params.to_timescoring())
+    return Counts(float(ev.tp), float(ev.fp), float(ev.refTrue), ref_mask.size / fs / 3600)
+
+
 def score_recording(recording_id: str, patient: str, reference: list[tuple[float, float]],
                     hypothesis: list[tuple[float, float]], duration_s: float,
-                    params: EventScoringParams = EventScoringParams(), sample_fs: int = 1) -> RecordingScore:
-    """Event and sample scores of one recording (events in seconds)."""
-    n = max(1, int(round(duration_s * sample_fs)))
-    clip = lambda evs: [(max(0.0, a), min(duration_s, b)) for a, b in evs if min(duration_s, b) > max(0.0, a)]
-    ref = Annotation(clip(reference), sample_fs, n)
-    hyp = Annotation(clip(hypothesis), sample_fs, n)
+                    params: ScoringParams = ScoringParams()) -> RecordingScore:
+    """Event and sample scores of one recording (events in seconds), on the masks the SzCORE
+    evaluator would build from the events TSVs (:func:`event_mask`)."""
+    fs = int(params.sample_fs)
+    ref_mask = event_mask(reference, duration_s, fs)
+    hyp_mask = event_mask(hypothesis, duration_s, fs)
+    if ref_mask.size == 0:  # a recording shorter than one sample at fs: nothing to score
+        return RecordingScore(recording_id, patient, Counts(hours=duration_s / 3600), Counts(hours=duration_s / 3600))
+    ref, hyp = Annotation(ref_mask, fs), Annotation(hyp_mask, fs)
     ev = scoring.EventScoring(ref, hyp, params.to_timescoring())
-    sa = scoring.SampleScoring(ref, hyp, fs=sample_fs)
-    hours = duration_s / 3600
+    sa = scoring.SampleScoring(ref, hyp, fs=fs)
+    hours = ref_mask.size / fs / 3600  # the scored duration, as the evaluator's false-alarm rate uses it
     return RecordingScore(recording_id, patient,
                           Counts(float(ev.tp), float(ev.fp), float(ev.refTrue), hours),
                           Counts(float(sa.tp), float(sa.fp), float(sa.refTrue), hours))

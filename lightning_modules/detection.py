@@ -8,9 +8,8 @@ spatial SOZ loss terms and :meth:`SeizureDetectionModule.activation_maps`.
 """
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -27,9 +26,10 @@ from torchmetrics.classification import (
 )
 
 from lightning_modules.activation_maps import ActivationMaps
+from lightning_modules.checkpoints import SPEC_KEY, CheckpointError, describe, load_module
 from lightning_modules.losses import DetectionLoss, seizure_logit
 from lightning_modules.lsn import dominant_frequency
-from lightning_modules.model_spec import resolve_model
+from lightning_modules.schedules import check_optimizer_args, configure_schedule
 
 
 class SeizureDetectionModule(pl.LightningModule):
@@ -37,14 +37,12 @@ class SeizureDetectionModule(pl.LightningModule):
 
     Parameters
     ----------
-    model : nn.Module or None
-        Maps (B, C, T) microvolts to logits (B, 2) or (B, 1). When None, it is built from
-        ``model_class`` and ``model_kwargs`` (what ``load_from_checkpoint`` does).
-    model_class, model_kwargs : str, dict
-        Dotted class path and constructor arguments, stored in the hyperparameters so a
-        checkpoint rebuilds the model. Filled from ``model`` when it has ``init_kwargs``
-        (LightSeizureNet); for other models pass them, or pass ``model=`` again to
-        ``load_from_checkpoint``.
+    model : nn.Module
+        Maps (B, C, T) microvolts to logits (B, 2) or (B, 1).
+    model_spec : mapping, optional
+        ``{"name": <allow-list name>, "kwargs": {...}}`` of the model, for its checkpoints
+        (:mod:`lightning_modules.checkpoints`). Not needed for models of the allow-list that
+        report ``init_kwargs`` (LightSeizureNet, SZLoc).
     loss, class_weights, focal_gamma, boundary_band_s, boundary_weight, detection_weight,
     soz_positive_weight, soz_negative_weight, soz_margin_weight, soz_margin
         Loss ensemble, see :class:`~lightning_modules.losses.DetectionLoss`. The spatial terms
@@ -59,48 +57,62 @@ class SeizureDetectionModule(pl.LightningModule):
         ``lr * min_lr_ratio``; or OneCycle peaking at ``lr`` after ``pct_start``; or constant.
     activation_rate_hz : float
         Time resolution of :meth:`activation_maps`.
+    prior_correction : bool
+        Whether the runner corrects the reported probabilities for the balanced sampling
+        (prior shift): it then sets ``logit_shift`` from the data.
+    logit_shift : float
+        Added to the seizure logit of every probability the module reports (metrics,
+        predictions, maps; never to the loss): ``logit(p_data) - logit(p_sampled)`` makes a model
+        trained on 1:3 balanced windows report probabilities at the data's own seizure
+        prevalence. Thresholds and AUROC rankings are unchanged in order, not in value.
     """
 
     def __init__(
         self,
-        model: nn.Module | None = None,
+        model: nn.Module,
         *,
-        model_class: str | None = None,
-        model_kwargs: dict | None = None,
-        loss: str = "ce",
+        model_spec: Mapping[str, Any] | None = None,
+        loss: Literal["ce", "focal"] = "ce",
         class_weights: Sequence[float] | None = None,
         focal_gamma: float = 2.0,
-        boundary_band_s: float = 0.0,
-        boundary_weight: float = 0.0,
+        boundary_band_s: float = 4.0,
+        boundary_weight: float = 0.5,
+        boundary_at: Literal["onset", "both"] = "onset",
         detection_weight: float = 1.0,
         soz_positive_weight: float = 0.0,
         soz_negative_weight: float = 0.0,
         soz_margin_weight: float = 0.0,
         soz_margin: float = 1.0,
         threshold: float = 0.5,
-        lr: float = 1e-3,
-        weight_decay: float = 1e-2,
-        betas: Sequence[float] = (0.9, 0.999),
-        scheduler: str = "cosine",
+        lr: float = 3e-3,
+        weight_decay: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.999),
+        scheduler: Literal["cosine", "onecycle", "none"] = "cosine",
         warmup_frac: float = 0.0,
         min_lr_ratio: float = 0.01,
         pct_start: float = 0.3,
         activation_rate_hz: float = 8.0,
+        prior_correction: bool = True,
+        logit_shift: float = 0.0,
     ):
         super().__init__()
-        model, model_class, model_kwargs = resolve_model(model, model_class, model_kwargs, "SeizureDetectionModule")
-        if scheduler not in ("cosine", "onecycle", "none"):
-            raise ValueError(f"unknown scheduler {scheduler!r}: use 'cosine', 'onecycle' or 'none'")
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        check_optimizer_args(lr, weight_decay, scheduler, warmup_frac, min_lr_ratio)
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-        self.save_hyperparameters(ignore=["model"])
-        # Filled in after the fact: the stored values let load_from_checkpoint rebuild the model.
-        self.hparams["model_class"] = model_class
-        self.hparams["model_kwargs"] = dict(model_kwargs) if model_kwargs is not None else None
+        if activation_rate_hz <= 0:
+            raise ValueError(f"activation_rate_hz must be > 0, got {activation_rate_hz}")
+        self.save_hyperparameters(ignore=["model", "model_spec"])
         self.model = model
+        self.model_spec = dict(model_spec) if model_spec is not None else None
+        #: What the runner knows about the inputs and the operating point (montage, sampling
+        #: rate, preprocessing, post-processing, threshold); saved in every checkpoint.
+        self.run_spec: dict = {}
         self.loss_fn = DetectionLoss(
             kind=loss, class_weights=tuple(class_weights) if class_weights is not None else None,
             focal_gamma=focal_gamma, boundary_band_s=boundary_band_s, boundary_weight=boundary_weight,
+            boundary_at=boundary_at,
             detection_weight=detection_weight, soz_positive_weight=soz_positive_weight,
             soz_negative_weight=soz_negative_weight, soz_margin_weight=soz_margin_weight,
             soz_margin=soz_margin)
@@ -126,6 +138,10 @@ class SeizureDetectionModule(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    def probability(self, logits: torch.Tensor) -> torch.Tensor:
+        """Seizure probability of model outputs, prior-corrected by ``logit_shift``."""
+        return torch.sigmoid(seizure_logit(logits) + float(self.hparams.logit_shift))
+
     # -- steps ------------------------------------------------------------------------------
     def _shared_step(self, batch: dict, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         x = batch["x"]
@@ -143,8 +159,7 @@ class SeizureDetectionModule(pl.LightningModule):
         for name, value in terms.items():
             self.log(f"{stage}/{name}", value.detach(), on_step=on_step, on_epoch=True,
                      prog_bar=name == "loss", batch_size=bs)
-        prob = torch.sigmoid(seizure_logit(logits.detach()))
-        return terms["loss"], prob
+        return terms["loss"], self.probability(logits.detach())
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, _ = self._shared_step(batch, "train")
@@ -168,7 +183,7 @@ class SeizureDetectionModule(pl.LightningModule):
         Returns a dict: ``prob`` (B,) float tensor, ``recording`` and ``patient`` (lists of str),
         ``start_s`` (B,) tensor, and ``y`` (B,) when the batch has labels.
         """
-        prob = torch.sigmoid(seizure_logit(self.model(batch["x"]))).float().cpu()
+        prob = self.probability(self.model(batch["x"])).float().cpu()
         out: dict[str, Any] = {
             "prob": prob,
             "recording": list(batch["recording"]),
@@ -184,24 +199,23 @@ class SeizureDetectionModule(pl.LightningModule):
         hp = self.hparams
         opt = torch.optim.AdamW(self.model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay,
                                 betas=tuple(hp.betas))
-        if hp.scheduler == "none":
-            return opt
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        if hp.scheduler == "onecycle":
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=total,
-                                                        pct_start=hp.pct_start)
-        else:
-            warmup = int(round(hp.warmup_frac * total))
-            floor = hp.min_lr_ratio
+        return configure_schedule(opt, hp.scheduler, self.trainer.estimated_stepping_batches, lr=hp.lr,
+                                  warmup_frac=hp.warmup_frac, min_lr_ratio=hp.min_lr_ratio,
+                                  pct_start=hp.pct_start)
 
-            def factor(step: int) -> float:
-                if step < warmup:
-                    return (step + 1) / warmup
-                progress = min(1.0, (step - warmup) / max(1, total - warmup))
-                return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    # -- checkpoints --------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[SPEC_KEY] = describe(self)
 
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None,
+                             **kwargs):
+        """The module of a checkpoint, rebuilt safely (:func:`lightning_modules.checkpoints.load_module`:
+        ``weights_only`` loading, classes from the allow-list only)."""
+        module = load_module(checkpoint_path)
+        if not isinstance(module, cls):
+            raise CheckpointError(f"{checkpoint_path} holds a {type(module).__name__}, not a {cls.__name__}")
+        return module if map_location is None else module.to(map_location)
 
     # -- activation maps (ECAM panels) ------------------------------------------------------
     @torch.no_grad()
@@ -262,7 +276,7 @@ class SeizureDetectionModule(pl.LightningModule):
             for chunk in torch.split(windows, 64):
                 out = self.model.ecam(chunk, with_freq=False)
                 cams.append(out.cam)
-                probs.append(torch.sigmoid(seizure_logit(out.logits)))
+                probs.append(self.probability(out.logits))
         finally:
             self.model.train(was_training)
         cam_w, prob_w = torch.cat(cams), torch.cat(probs)

@@ -21,10 +21,9 @@ of the seizure probability). Every loss term is logged.
 """
 from __future__ import annotations
 
-import math
 import zlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -37,7 +36,8 @@ from torchmetrics.utilities import dim_zero_cat
 from eeg.head import electrode_positions
 from eeg.montage import DOUBLE_BANANA, channel_electrodes
 from lightning_modules.activation_maps import ActivationMaps
-from lightning_modules.model_spec import resolve_model
+from lightning_modules.checkpoints import SPEC_KEY, CheckpointError, describe, load_module
+from lightning_modules.schedules import check_optimizer_args, configure_schedule
 from lightning_modules.szloc_losses import SZLocLoss, SZLocLossWeights
 
 MAPS = ("attn", "rise")
@@ -135,11 +135,11 @@ class SeizureLocalizationModule(pl.LightningModule):
 
     Parameters
     ----------
-    model : nn.Module or None
-        Maps a clip (B, C, N*W) to an :class:`~lightning_modules.szloc.SZLocOutput`. When None
-        it is built from ``model_class`` / ``model_kwargs`` (what ``load_from_checkpoint`` does).
-    model_class, model_kwargs : str, dict
-        Dotted class path and constructor arguments; filled from ``model.init_kwargs``.
+    model : nn.Module
+        Maps a clip (B, C, N*W) to an :class:`~lightning_modules.szloc.SZLocOutput`.
+    model_spec : mapping, optional
+        ``{"name", "kwargs"}`` of the model for its checkpoints (not needed for SZLoc, which
+        reports ``init_kwargs``).
     channels : sequence of str
         Channel names of the model's input rows (the montage), for the neighbour tolerance and
         :meth:`activation_maps`.
@@ -153,20 +153,25 @@ class SeizureLocalizationModule(pl.LightningModule):
         Extra neighbour tolerance by distance (see :func:`neighbour_matrix`).
     lr, weight_decay : float
         AdamW.
-    scheduler : {"cosine", "none"}
-        Per-step cosine decay to ``lr * min_lr_ratio`` over the run, or a constant rate.
+    scheduler : {"cosine", "onecycle", "none"}
+        Per-step learning-rate schedule (:func:`lightning_modules.schedules.configure_schedule`).
     """
 
-    def __init__(self, model: nn.Module | None = None, *, model_class: str | None = None,
-                 model_kwargs: dict | None = None, channels: Sequence[str] = DOUBLE_BANANA,
+    def __init__(self, model: nn.Module, *, model_spec: Mapping[str, Any] | None = None,
+                 channels: Sequence[str] = DOUBLE_BANANA,
                  loss_weights: Mapping[str, float] | SZLocLossWeights | None = None,
                  band_s: float = 5.0, use_band: bool = True, margin: float = 0.2,
                  neighbour_radius_m: float | None = None, lr: float = 1e-3,
-                 weight_decay: float = 1e-2, scheduler: str = "cosine", min_lr_ratio: float = 0.01):
+                 weight_decay: float = 1e-2, scheduler: Literal["cosine", "onecycle", "none"] = "cosine",
+                 warmup_frac: float = 0.0, min_lr_ratio: float = 0.01):
         super().__init__()
-        model, model_class, model_kwargs = resolve_model(model, model_class, model_kwargs, "SeizureLocalizationModule")
-        if scheduler not in ("cosine", "none"):
-            raise ValueError(f"unknown scheduler {scheduler!r}: use 'cosine' or 'none'")
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        check_optimizer_args(lr, weight_decay, scheduler, warmup_frac, min_lr_ratio)
+        if band_s < 0:
+            raise ValueError(f"band_s must be >= 0 seconds, got {band_s}")
+        if neighbour_radius_m is not None and neighbour_radius_m <= 0:
+            raise ValueError(f"neighbour_radius_m must be > 0 or null, got {neighbour_radius_m}")
         channels = tuple(channels)
         n_chans = getattr(model, "n_chans", None)
         if n_chans is not None and n_chans != len(channels):
@@ -180,12 +185,13 @@ class SeizureLocalizationModule(pl.LightningModule):
                 raise ValueError(f"unknown loss weight(s) {sorted(unknown)}; known: "
                                  f"{sorted(SZLocLossWeights().as_dict())}")
             weights = SZLocLossWeights(**{k: float(v) for k, v in (loss_weights or {}).items()})
-        self.save_hyperparameters(ignore=["model", "loss_weights"])
-        self.hparams["model_class"] = model_class
-        self.hparams["model_kwargs"] = dict(model_kwargs) if model_kwargs is not None else None
+        self.save_hyperparameters(ignore=["model", "model_spec", "loss_weights"])
         self.hparams["loss_weights"] = weights.as_dict()
         self.hparams["channels"] = list(channels)
         self.model = model
+        self.model_spec = dict(model_spec) if model_spec is not None else None
+        #: What the runner knows about the inputs and the operating point; saved in checkpoints.
+        self.run_spec: dict = {}
         self.channels = channels
         self.loss_fn = SZLocLoss(weights, band_s=band_s, use_band=use_band, margin=margin)
         self.register_buffer("neighbours", torch.from_numpy(
@@ -300,17 +306,21 @@ class SeizureLocalizationModule(pl.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         opt = torch.optim.AdamW(self.model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        if hp.scheduler == "none":
-            return opt
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        floor = hp.min_lr_ratio
+        return configure_schedule(opt, hp.scheduler, self.trainer.estimated_stepping_batches, lr=hp.lr,
+                                  warmup_frac=hp.warmup_frac, min_lr_ratio=hp.min_lr_ratio)
 
-        def factor(step: int) -> float:
-            progress = min(1.0, step / total)
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    # -- checkpoints --------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[SPEC_KEY] = describe(self)
 
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None,
+                             **kwargs):
+        """The module of a checkpoint, rebuilt safely (:func:`lightning_modules.checkpoints.load_module`)."""
+        module = load_module(checkpoint_path)
+        if not isinstance(module, cls):
+            raise CheckpointError(f"{checkpoint_path} holds a {type(module).__name__}, not a {cls.__name__}")
+        return module if map_location is None else module.to(map_location)
 
     # -- onset-map panels -------------------------------------------------------------------
     @torch.no_grad()

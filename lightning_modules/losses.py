@@ -36,15 +36,16 @@ def seizure_logit(logits: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"expected logits of shape (B, 2), (B, 1) or (B,), got {tuple(logits.shape)}")
 
 
-def boundary_weights(boundary_dist_s: torch.Tensor, band_s: float, weight: float) -> torch.Tensor:
-    """Per-window weight: ``weight`` for windows within ``band_s`` seconds of an onset/offset, else 1.
+def boundary_weights(distance_s: torch.Tensor, band_s: float, weight: float) -> torch.Tensor:
+    """Per-window weight: ``weight`` for windows within ``band_s`` seconds of an annotated mark
+    (``|distance_s| < band_s``), else 1.
 
     ``band_s <= 0`` disables the band (all ones); ``weight = 0`` ignores those windows.
     """
-    ones = torch.ones_like(boundary_dist_s, dtype=torch.float32)
+    ones = torch.ones_like(distance_s, dtype=torch.float32)
     if band_s <= 0:
         return ones
-    return torch.where(boundary_dist_s < band_s, torch.full_like(ones, float(weight)), ones)
+    return torch.where(distance_s.abs() < band_s, torch.full_like(ones, float(weight)), ones)
 
 
 def detection_loss(logit: torch.Tensor, y: torch.Tensor, sample_weight: torch.Tensor | None = None,
@@ -143,10 +144,14 @@ class DetectionLoss(nn.Module):
     focal_gamma : float
         Focusing exponent of the focal loss.
     boundary_band_s : float
-        Windows with ``boundary_dist_s < boundary_band_s`` (seconds to the nearest annotated
-        onset or offset) get ``boundary_weight`` in the detection term; 0 disables the band.
+        Windows this close (seconds) to an annotated mark get ``boundary_weight`` in the
+        detection term; 0 disables the band.
     boundary_weight : float
-        0 ignores those windows, values in (0, 1) down-weight them.
+        0 ignores those windows, values in (0, 1) down-weight them. Ignoring them removes every
+        window of a short seizure (a 6 s seizure has none outside a 4 s band): down-weight.
+    boundary_at : {"onset", "both"}
+        The marks: the annotated onset only (``onset_dist_s``: human onsets are inexact, often
+        late; offsets matter less for detection), or onset and offset (``boundary_dist_s``).
     detection_weight, soz_positive_weight, soz_negative_weight, soz_margin_weight : float
         Term weights; 0 means the term is not computed.
     soz_margin : float
@@ -155,7 +160,7 @@ class DetectionLoss(nn.Module):
 
     def __init__(self, kind: str = "ce", class_weights: tuple[float, float] | None = None,
                  focal_gamma: float = 2.0, boundary_band_s: float = 0.0,
-                 boundary_weight: float = 0.0, detection_weight: float = 1.0,
+                 boundary_weight: float = 0.0, boundary_at: str = "onset", detection_weight: float = 1.0,
                  soz_positive_weight: float = 0.0, soz_negative_weight: float = 0.0,
                  soz_margin_weight: float = 0.0, soz_margin: float = 1.0):
         super().__init__()
@@ -165,6 +170,8 @@ class DetectionLoss(nn.Module):
             raise ValueError(f"class_weights needs (background, seizure), got {class_weights!r}")
         if not 0.0 <= boundary_weight <= 1.0:
             raise ValueError(f"boundary_weight must be in [0, 1], got {boundary_weight}")
+        if boundary_at not in ("onset", "both"):
+            raise ValueError(f"boundary_at must be 'onset' or 'both', got {boundary_at!r}")
         weights = dict(detection_weight=detection_weight, soz_positive_weight=soz_positive_weight,
                        soz_negative_weight=soz_negative_weight, soz_margin_weight=soz_margin_weight)
         for name, w in weights.items():
@@ -175,6 +182,7 @@ class DetectionLoss(nn.Module):
         self.focal_gamma = float(focal_gamma)
         self.boundary_band_s = float(boundary_band_s)
         self.boundary_weight = float(boundary_weight)
+        self.boundary_at = boundary_at
         self.detection_weight = float(detection_weight)
         self.soz_positive_weight = float(soz_positive_weight)
         self.soz_negative_weight = float(soz_negative_weight)
@@ -211,9 +219,10 @@ class DetectionLoss(nn.Module):
         if self.detection_weight > 0:
             sw = None
             if self.boundary_band_s > 0:
-                if "boundary_dist_s" not in batch:
-                    raise KeyError("boundary_band_s > 0 needs 'boundary_dist_s' in the batch")
-                sw = boundary_weights(batch["boundary_dist_s"], self.boundary_band_s, self.boundary_weight)
+                key = "onset_dist_s" if self.boundary_at == "onset" else "boundary_dist_s"
+                if key not in batch:
+                    raise KeyError(f"boundary_band_s > 0 needs {key!r} in the batch")
+                sw = boundary_weights(batch[key], self.boundary_band_s, self.boundary_weight)
             terms["detection"] = detection_loss(seizure_logit(logits), y, sw, self.kind,
                                                 self.class_weights, self.focal_gamma)
             total = total + self.detection_weight * terms["detection"]

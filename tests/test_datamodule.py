@@ -12,6 +12,7 @@ from datamodules.sources import discover
 def _dm(root, tmp_path, **kw):
     recs = discover(root)
     test = sorted({r.patient for r in recs})[0]
+    kw.setdefault("val_patients", 1)  # 3 patients: one each for test, validation, training
     return LOSODataModule(str(root), test, cache_dir=str(tmp_path), batch_size=32, progress=False, **kw), recs
 
 

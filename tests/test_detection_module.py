@@ -18,7 +18,6 @@ from lightning_modules.activation_maps import ActivationMaps
 from lightning_modules.detection import SeizureDetectionModule
 from lightning_modules.losses import DetectionLoss, boundary_weights, detection_loss, seizure_logit, spatial_losses
 from lightning_modules.lsn import LightSeizureNet
-from lightning_modules.model_spec import build_model
 
 torch.set_num_threads(1)
 SFREQ, T, C = 256.0, 512, 18
@@ -198,7 +197,7 @@ def test_generic_model_trains_validates_tests_predicts(data, tmp_path):
     preds = trainer.predict(module, DataLoader(val, batch_size=48))
     assert torch.cat([p["prob"] for p in preds]).shape == (len(val),)
     assert module.activation_maps(np.zeros((C, 2 * T), np.float32), SFREQ, DOUBLE_BANANA) is None
-    assert module.hparams.model_class.endswith("TinyNet") and module.hparams.model_kwargs is None
+    assert "model_class" not in module.hparams and "model" not in module.hparams  # no import path stored
 
 
 def test_spatial_terms_logged_with_lsn(data):
@@ -252,10 +251,10 @@ def test_lr_schedules(data, scheduler, final):
 def test_module_config_errors():
     with pytest.raises(ValueError, match="scheduler"):
         SeizureDetectionModule(TinyNet(C), scheduler="step")
-    with pytest.raises(ValueError, match="needs a model or a model_class"):
-        SeizureDetectionModule()
-    with pytest.raises(ImportError, match="cannot import model class 'nowhere.Net'"):
-        build_model("nowhere.Net", {})
+    with pytest.raises(TypeError, match="model must be an nn.Module"):
+        SeizureDetectionModule("lightning_modules.lsn.LightSeizureNet")
+    with pytest.raises(ValueError, match="lr must be a positive learning rate"):
+        SeizureDetectionModule(TinyNet(C), lr=0.0)
     with pytest.raises(ValueError, match="unknown detection loss"):
         SeizureDetectionModule(TinyNet(C), loss="hinge")
 
@@ -287,12 +286,31 @@ def test_boundary_band_ignores_or_downweights_windows():
     w_half = boundary_weights(dist, band_s=2.0, weight=0.5)
     assert w_half.tolist() == [0.5, 0.5, 1.0, 1.0]
     assert boundary_weights(dist, band_s=0.0, weight=0.0).tolist() == [1.0] * 4
-    loss = DetectionLoss(boundary_band_s=2.0, boundary_weight=0.0)
+    loss = DetectionLoss(boundary_band_s=2.0, boundary_weight=0.0, boundary_at="both")
     logits2 = torch.stack([torch.zeros(4), logit], 1)
     out = loss(logits2, {"y": y, "boundary_dist_s": dist})
     torch.testing.assert_close(out["detection"], detection_loss(logit[2:], y[2:]))
     with pytest.raises(KeyError, match="boundary_dist_s"):
         loss(logits2, {"y": y})
+    # the default band is around the annotated onset only, on either side (signed distances)
+    onset = DetectionLoss(boundary_band_s=2.0, boundary_weight=0.5)
+    signed = torch.tensor([-1.5, 0.5, -10.0, 1e9])
+    out = onset(logits2, {"y": y, "onset_dist_s": signed, "boundary_dist_s": torch.zeros(4)})
+    torch.testing.assert_close(out["detection"], detection_loss(logit, y, torch.tensor([0.5, 0.5, 1.0, 1.0])))
+
+
+def test_short_seizures_keep_training_windows_under_the_default_band():
+    """A 6 s seizure: with the old band (4 s around onset and offset, weight 0) none of its
+    windows trained; the default (onset only, weight 0.5) keeps all of them."""
+    from datamodules.windows import _annotate
+
+    t0 = np.arange(90.0, 110.0, 0.5)
+    label, bdist, odist = _annotate(t0, t0 + 2.0, [(100.0, 106.0)], 0.5)
+    seizure = label == 1
+    old = boundary_weights(torch.from_numpy(bdist[seizure]), 4.0, 0.0)
+    new = DetectionLoss(boundary_band_s=4.0, boundary_weight=0.5)
+    w = boundary_weights(torch.from_numpy(odist[seizure]), new.boundary_band_s, new.boundary_weight)
+    assert seizure.sum() >= 8 and old.sum() == 0 and (w > 0).all()
 
 
 def test_spatial_loss_values():

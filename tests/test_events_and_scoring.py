@@ -26,11 +26,12 @@ def test_smoothing_removes_isolated_windows():
     start = np.arange(0, 100, 2.0)
     prob = np.zeros_like(start)
     prob[10] = 1.0
-    assert probabilities_to_events(start, prob, 2.0, PostprocessConfig(smooth_s=6, min_duration_s=0)) == []
+    cfg = PostprocessConfig(smooth_s=6, threshold=0.5, min_duration_s=0)
+    assert probabilities_to_events(start, prob, 2.0, cfg) == []
 
 
 def test_events_tsv_round_trip(tmp_path):
-    cfg = PostprocessConfig(smooth_s=0, min_duration_s=0, merge_gap_s=0)
+    cfg = PostprocessConfig(smooth_s=0, threshold=0.5, min_duration_s=0, merge_gap_s=0)
     start = np.arange(0, 60, 2.0)
     prob = (start >= 20) * (start < 30) * 0.8
     events = probabilities_to_events(start, prob, 2.0, cfg)

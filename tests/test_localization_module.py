@@ -89,8 +89,8 @@ def test_module_checks_its_arguments():
         SeizureLocalizationModule(model)
     with pytest.raises(ValueError, match="unknown loss weight"):
         SeizureLocalizationModule(model, channels=DOUBLE_BANANA[:4], loss_weights={"pos": 1.0})
-    with pytest.raises(ValueError, match="needs a model"):
-        SeizureLocalizationModule()
+    with pytest.raises(TypeError, match="model must be an nn.Module"):
+        SeizureLocalizationModule("lightning_modules.szloc.SZLoc", channels=DOUBLE_BANANA[:4])
 
 
 # -- a real Lightning loop over cached clips --------------------------------------------------

@@ -442,7 +442,7 @@ def test_schedule_masks_hold_and_compaction_at_fit_end(loader, tmp_path):
         ref = module(x)
     report = cb.compact(module)
     assert report.macs_after < report.macs_before and report.params_after < report.params_before
-    assert module.hparams.model_kwargs["n_filters"] == list(report.widths_after)
+    assert module.model.init_kwargs["n_filters"] == list(report.widths_after)
     with torch.no_grad():
         torch.testing.assert_close(module(x), ref, atol=1e-5, rtol=1e-5)
         assert module.model.ecam(x).cam.shape == (6, C, T)
@@ -465,7 +465,7 @@ def test_compaction_runs_on_fit_end(loader, tmp_path):
     assert cb.compaction.macs_after <= 0.5 * 6_156_320
     assert cb.history[-1]["macs_compact"] == cb.compaction.macs_after  # what the log promised
     # The checkpoint of the compacted module rebuilds the same sparse network.
-    kernel_index = module.hparams.model_kwargs["kernel_index"]
+    kernel_index = module.model.init_kwargs["kernel_index"]
     assert kernel_index == module.model.kernel_index and kernel_index[0] is None
     path = tmp_path / "compacted.ckpt"
     trainer.save_checkpoint(path)

@@ -12,6 +12,7 @@ import yaml
 
 
 @pytest.mark.slurm
+@pytest.mark.slow
 def test_tiny_sweep_through_slurm(slurm_cluster, tmp_path):
     args = ["sweep", "smoke", "launcher.name=slurm", "run_id=s1", "trainer.max_epochs=1",
             f"synthetic.root={tmp_path / 'corpus'}", f"cache_dir={tmp_path / 'cache'}",

@@ -98,7 +98,7 @@ class ActivationMapLogger(pl.Callback):
     ----------
     localizations : list of EventLocalization
         One record per rendered event, in order. The fraction of events (with a known onset
-        zone) whose top channel is in the zone is logged as ``{split}/ecam_top_in_soz``.
+        zone) whose top channel is in the zone is logged as ``{split}/activation_map_top_in_soz``.
     """
 
     def __init__(self, every_n_epochs: int = 5, max_events: int = 4, pre_s: float = 30.0,
@@ -208,7 +208,7 @@ class ActivationMapLogger(pl.Callback):
         known = [r.in_soz for r in records if r.in_soz is not None]
         if known:
             # Only rank zero gets here, hence rank_zero_only (no cross-process reduction).
-            pl_module.log(f"{split}/ecam_top_in_soz", float(np.mean(known)), rank_zero_only=True)
+            pl_module.log(f"{split}/activation_map_top_in_soz", float(np.mean(known)), rank_zero_only=True)
         return records
 
 

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 pl = pytest.importorskip("pytorch_lightning")
 
-from callbacks.ecam import ActivationMapLogger, EventLocalization, _round_robin  # noqa: E402
+from callbacks.activation_maps import ActivationMapLogger, EventLocalization, _round_robin  # noqa: E402
 from eeg.montage import DOUBLE_BANANA, soz_channel_mask  # noqa: E402
 from lightning_modules.activation_maps import ActivationMaps  # noqa: E402
 
@@ -177,7 +177,7 @@ def test_wandb_offline_run_holds_the_panels(tmp_path, monkeypatch):
     assert {p.read_bytes() for p in media} == {p.read_bytes() for p in out.glob("*.png")}
     # Localization: both events localized in their onset zone (the rhythm is there).
     assert [r.in_soz for r in cb.localizations] == [True, True, True, True]
-    assert results[0]["test/ecam_top_in_soz"] == 1.0
+    assert results[0]["test/activation_map_top_in_soz"] == 1.0
 
 
 def test_localization_records_and_fraction(tmp_path):
@@ -194,7 +194,7 @@ def test_localization_records_and_fraction(tmp_path):
     assert recs[0].top_channel in ("FP1-F7", "F7-T7", "T7-P7")
     assert recs[2].top_channel in ("FP1-F7", "F7-T7", "T7-P7")
     assert all(Path(r.png).exists() and r.kind == "ecam" and r.split == "test" for r in recs)
-    assert trainer.callback_metrics["test/ecam_top_in_soz"] == pytest.approx(1 / 3)
+    assert trainer.callback_metrics["test/activation_map_top_in_soz"] == pytest.approx(1 / 3)
     with pytest.raises(FrozenInstanceError):
         recs[0].in_soz = True
     # chb03_01's onset is at 5 s: the segment was asked from -5 s and clipped to 0 s.
@@ -208,7 +208,7 @@ def test_unknown_soz_is_not_counted(tmp_path):
     trainer.test(TinyModule(kind="onset_map"), datamodule=dm, verbose=False)
     assert [r.in_soz for r in cb.localizations] == [None]
     assert cb.localizations[0].kind == "onset_map"
-    assert "test/ecam_top_in_soz" not in trainer.callback_metrics
+    assert "test/activation_map_top_in_soz" not in trainer.callback_metrics
 
 
 def test_every_n_epochs_and_default_out_dir(tmp_path):
@@ -223,7 +223,7 @@ def test_every_n_epochs_and_default_out_dir(tmp_path):
 
 
 def test_skips_quietly_without_hooks(tmp_path, caplog):
-    caplog.set_level(logging.DEBUG, logger="callbacks.ecam")
+    caplog.set_level(logging.DEBUG, logger="callbacks.activation_maps")
     cb = ActivationMapLogger(max_events=2, out_dir=tmp_path / "p")
 
     class Plain(pl.LightningDataModule):  # no seizure_events / read_segment
