@@ -46,6 +46,7 @@ Choices, and why:
 from __future__ import annotations
 
 import fcntl
+import gc
 import hashlib
 import json
 import logging
@@ -277,7 +278,8 @@ def _read_int16(h, channels: list[int], first: int, stop: int, chunk_bytes: int 
 
 
 def harmonize(rec: Recording, montage: tuple[str, ...], cfg: PreprocessingConfig, sink) -> dict:
-    """Derive, filter and resample ``rec`` one target channel at a time: ``sink(k, row)``.
+    """Derive, filter and resample ``rec`` one target channel at a time: ``sink(k, row)`` (``row``
+    is only valid during the call: without filtering and resampling it is a reused buffer).
 
     Returns ``{"n_samples", "sfreq", "notes", "float32_channels"}``.
 
@@ -363,7 +365,8 @@ def load_harmonized(rec: Recording, montage: tuple[str, ...],
                     cfg: PreprocessingConfig) -> tuple[np.ndarray, float]:
     """The cached form of one recording, in memory: (n_chans, n_samples) float32 uV and its rate."""
     rows: dict[int, np.ndarray] = {}
-    info = harmonize(rec, tuple(montage), cfg, rows.__setitem__)
+    # a row handed to the sink may be harmonize's work buffer (no filter, no resampling): copy it
+    info = harmonize(rec, tuple(montage), cfg, lambda k, row: rows.__setitem__(k, np.array(row, copy=True)))
     for note in info["notes"]:
         log.warning(note)
     return np.stack([rows[k] for k in range(len(montage))]), info["sfreq"]
@@ -487,19 +490,29 @@ def _executor(n_jobs: int):
     pool = ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx, initializer=_worker_init,
                                initargs=(os.getpid(),))
     # Start every worker now, before any patient lock is taken: a forked worker would inherit
-    # the lock's open file and keep it locked if this process were killed.
-    list(pool.map(int, range(n_jobs)))
+    # the lock's open file and keep it locked if this process were killed. The objects the
+    # workers inherit are frozen first, so their garbage collector never writes to those pages
+    # (each write would copy a page of this process into the worker).
+    gc.freeze()
+    try:
+        list(pool.map(int, range(n_jobs)))
+    finally:
+        gc.unfreeze()
     return pool
 
 
 def _worker_init(parent: int) -> None:
-    """In each worker: die with the parent (a killed builder leaves no orphan holding files)."""
+    """In each worker: die with the parent (a killed builder leaves no orphan holding files), and
+    give large arrays back to the system when freed (glibc otherwise raises its mmap threshold
+    after the first large free and keeps later recordings' arrays in a heap that only grows)."""
     if sys.platform.startswith("linux"):
         import ctypes
         import signal
 
         try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+            libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD: 1 MiB, fixed
         except (OSError, AttributeError):
             pass
     if os.getppid() != parent:  # the parent died before prctl took effect

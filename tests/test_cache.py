@@ -161,3 +161,16 @@ def test_signal_reader_memmaps_and_matches_h5py(corpus, tmp_path):
     reader = SignalReader()
     assert isinstance(reader.array(path, rid), np.memmap)
     np.testing.assert_array_equal(reader.window(path, rid, 1000, 512), read_signal(path, rid, 1000, 1512))
+
+
+def test_load_harmonized_without_filtering_gives_every_channel(corpus):
+    """Without filter or resampling, each montage channel is the file's own bipolar channel (the
+    synthetic EDFs store the double banana first, in order): no row shares another's buffer."""
+    from datamodules.cache import load_harmonized
+    from datamodules.edf import read_edf_signals
+
+    _, recs = corpus
+    raw = PreprocessingConfig(l_freq=None, h_freq=None, notch_freq=None, sfreq=None)
+    x, sfreq = load_harmonized(recs[0], DOUBLE_BANANA, raw)
+    assert sfreq == 256.0
+    np.testing.assert_allclose(x, read_edf_signals(recs[0].path, range(18)), atol=1e-3)
