@@ -346,11 +346,12 @@ def harmonize(rec: Recording, montage: tuple[str, ...], cfg: PreprocessingConfig
             shift += w * offset
         if shift:
             row += np.float32(shift)
-        if row.size and row.min() == row.max():
+        low, high = (float(row.min()), float(row.max())) if row.size else (0.0, 0.0)
+        if low == high:
             raise DatasetError(f"{rec.path}: montage channel {name} is flat (its electrodes carry the same "
                                "signal); recording unusable")
         step = min(abs(scales[i][0]) for i, _ in weights)
-        y, used32 = preprocess_channel(row, rec.sfreq, cfg, step)
+        y, used32 = preprocess_channel(row, rec.sfreq, cfg, step, max(high, -low))
         if not np.isfinite(y.sum(dtype=np.float64)):  # NaN and inf reach the sum; no mask array
             raise DatasetError(f"{rec.path}: montage channel {name} has non-finite values after filtering; "
                                "recording unusable")

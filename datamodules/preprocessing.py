@@ -123,19 +123,21 @@ def float32_error_bound(peak_uv: float, sfreq: float, cfg: PreprocessingConfig) 
 
 
 def preprocess_channel(x: np.ndarray, sfreq: float, cfg: PreprocessingConfig,
-                       step_uv: float | None = None) -> tuple[np.ndarray, bool]:
+                       step_uv: float | None = None, peak_uv: float | None = None) -> tuple[np.ndarray, bool]:
     """Filter and resample one channel (1-D, microvolts).
 
     ``step_uv`` is the channel's EDF quantization step: when given and the predicted float32
-    error (:func:`float32_error_bound`) is below half of it, the filters run in float32.
+    error (:func:`float32_error_bound`) is below half of it, the filters run in float32
+    (``peak_uv``, the channel's largest absolute value, when the caller knows it already).
     Returns the float32 result and whether float32 was used.
     """
     x = np.asarray(x)
     stages = filter_stages(float(sfreq), cfg) if x.shape[-1] > 3 * (2 * cfg.filter_order + 1) else []
     single = False
     if stages:
-        peak = max(float(x.max()), -float(x.min())) if x.size else 0.0
-        single = step_uv is not None and float32_error_bound(peak, sfreq, cfg) < step_uv / 2
+        if step_uv is not None and peak_uv is None:
+            peak_uv = max(float(x.max()), -float(x.min())) if x.size else 0.0
+        single = step_uv is not None and float32_error_bound(peak_uv, sfreq, cfg) < step_uv / 2
         x = _apply(stages, x, np.float32 if single else np.float64)
     ratio = _ratio(sfreq, cfg)
     if ratio is not None:
