@@ -14,7 +14,7 @@ A fresh interpreter per build makes the peak resident memory (``VmHWM``) that bu
 the work is timed inside the process, after the imports, which are reported separately. Ours
 builds in worker processes (``n_jobs``, default every core): its memory is the process tree's
 (:class:`TreeMemory`: proportional set sizes summed over the parent and its workers, sampled
-every 50 ms, and at least the parent's own peak); ``cpu_s`` counts the CPU time of the parent
+every 250 ms, and at least the parent's own peak); ``cpu_s`` counts the CPU time of the parent
 and its workers, so a loaded machine (which slows the wall clock of parallel work first) shows
 apart.
 
@@ -67,13 +67,16 @@ def _peak_rss_mb() -> float:
 class TreeMemory:
     """Samples the memory of this process and its descendants every ``interval`` s.
 
+    One sample costs about 6 ms of CPU (the process list, one ``smaps_rollup`` per process):
+    every 250 ms keeps the measurement out of the timing (every 50 ms cost a tenth of a core).
+
     Forked workers share their parent's pages (the imports), so resident sizes would count them
     once per process: the tree is measured in proportional set size (PSS: each shared page split
     between its sharers), summed over the tree. ``peak_mb`` is the largest sum seen, and at least
     this process's own peak (``VmHWM``); ``worker_peak_mb`` the largest worker's ``VmHWM``.
     """
 
-    def __init__(self, interval: float = 0.05):
+    def __init__(self, interval: float = 0.25):
         self.interval = interval
         self.sampled_peak_mb = 0.0
         self.worker_peak_mb = 0.0

@@ -239,7 +239,7 @@ class LOSODataModule(pl.LightningDataModule):
     def recordings(self) -> list[Recording]:
         if self._recordings is None:
             from .sources import discover
-            self._recordings = discover(self.data_root)
+            self._recordings = discover(self.data_root, self.montage)
         return self._recordings
 
     def prepare_data(self) -> None:
