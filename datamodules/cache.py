@@ -391,7 +391,20 @@ def _build_into(rec: Recording, montage: tuple[str, ...], cfg: PreprocessingConf
         return {"skip": f"{rec.path}: unreadable ({e})" if str(rec.path) not in str(e) else str(e)}
     finally:
         os.close(fd)
+        _release_free_memory()
     return info
+
+
+def _release_free_memory() -> None:
+    """Give the heap's free pages back to the system after a recording (glibc keeps them, and
+    the next recording's arrays fragment the heap: a worker's memory would creep up)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None).malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
 
 
 def _expected_samples(rec: Recording, cfg: PreprocessingConfig) -> int:
@@ -503,17 +516,13 @@ def _executor(n_jobs: int):
 
 
 def _worker_init(parent: int) -> None:
-    """In each worker: die with the parent (a killed builder leaves no orphan holding files), and
-    give large arrays back to the system when freed (glibc otherwise raises its mmap threshold
-    after the first large free and keeps later recordings' arrays in a heap that only grows)."""
+    """In each worker: die with the parent (a killed builder leaves no orphan holding files)."""
     if sys.platform.startswith("linux"):
         import ctypes
         import signal
 
         try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-            libc.mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD: 1 MiB, fixed
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             pass
     if os.getppid() != parent:  # the parent died before prctl took effect
