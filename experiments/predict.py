@@ -102,6 +102,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--edf", required=True, help="the recording to score (EDF)")
     p.add_argument("--out", default=None, help="SzCORE events TSV to write (default: <edf stem>_events.tsv)")
     p.add_argument("--panel", default=None, help="PNG panel of the activation maps around the strongest detection")
+    p.add_argument("--probabilities", default=None, metavar="CSV",
+                   help="also write every window's start (s) and seizure probability")
     p.add_argument("--threshold", type=float, default=None,
                    help="event threshold (default: the one the fold tuned on its validation patients)")
     p.add_argument("--model", action="append", default=[], metavar="NAME=package.module.Class",
@@ -127,8 +129,9 @@ def run(args) -> int:
     if edf.is_dir():
         raise PredictError(f"--edf {edf} is a folder; give one EDF file")
     out = _out_path(args)
-    if args.panel and Path(args.panel).is_dir():
-        raise PredictError(f"--panel {args.panel} is a folder; give a PNG file name")
+    for flag, path in (("--panel", args.panel), ("--probabilities", args.probabilities)):
+        if path and Path(path).is_dir():
+            raise PredictError(f"{flag} {path} is a folder; give a file name")
     if args.threshold is not None and not 0.0 < args.threshold < 1.0:
         raise PredictError(f"--threshold must be a probability in (0, 1), got {args.threshold}")
     extra = {}
@@ -149,6 +152,10 @@ def run(args) -> int:
     post = PostprocessConfig(**{k: v for k, v in stored.items() if k in PostprocessConfig.__dataclass_fields__})
     pred, x, sfreq, channels = predict_recording(module, edf, post)
     write_events_tsv(out, pred.events, pred.duration_s)
+    if args.probabilities:
+        with open(args.probabilities, "w") as fh:
+            fh.write("start_s,probability\n")
+            fh.writelines(f"{t:.3f},{q:.6f}\n" for t, q in zip(pred.start_s, pred.probability))
     print(f"{pred.recording}: {len(pred.events)} seizure event(s) in {pred.duration_s / 60:.1f} min "
           f"(threshold {post.threshold:.2f}) -> {out}")
     for e in pred.events:

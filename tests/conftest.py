@@ -18,7 +18,7 @@ def tiny_corpus(tmp_path_factory):
     from datamodules.synthetic import generate_corpus
 
     root = tmp_path_factory.mktemp("corpus") / "synthetic"
-    truth = generate_corpus(root, n_patients=3, n_recordings=2, minutes=5.0, seed=7)
+    truth = generate_corpus(root, preset="easy", n_patients=3, n_recordings=2, minutes=5.0, seed=7)
     return root, truth
 
 

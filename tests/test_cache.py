@@ -101,7 +101,7 @@ def test_killed_build_leaves_nothing_mistaken_for_valid(tmp_path_factory, tmp_pa
     from datamodules.synthetic import generate_corpus
 
     root = tmp_path_factory.mktemp("big") / "synthetic"
-    generate_corpus(root, n_patients=1, n_recordings=3, minutes=12.0, seed=3)
+    generate_corpus(root, preset="easy", n_patients=1, n_recordings=3, minutes=12.0, seed=3)
     proc = subprocess.Popen([sys.executable, "-c", _BUILD, str(root), str(tmp_path)])
     deadline = time.time() + 60
     tmp_seen = None
@@ -143,7 +143,7 @@ def test_peak_memory_does_not_grow_with_recordings(tmp_path_factory, tmp_path):
     from datamodules.synthetic import generate_corpus
 
     root = tmp_path_factory.mktemp("mem") / "synthetic"
-    generate_corpus(root, n_patients=1, n_recordings=4, minutes=6.0, seed=5)
+    generate_corpus(root, preset="easy", n_patients=1, n_recordings=4, minutes=6.0, seed=5)
     recs = discover(root)
     peaks = []
     for n in (1, 4):

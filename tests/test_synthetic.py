@@ -1,13 +1,17 @@
-"""The synthetic CHB-MIT-shaped corpus: layout, bytes, annotations and the physiology behind them.
+"""The synthetic CHB-MIT-shaped corpus: layout, bytes, annotations, presets, reuse and the CLI.
 
-Corpora here are tiny (1-2 patients x 1 recording x 3-6 min) and built once per module.
+Corpora here are tiny (1-2 patients, minutes of EEG) and built once per module; what the signals
+hold is tested in ``test_synthetic_physiology.py``.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import io
+import json
 import re
 import warnings
+from contextlib import redirect_stdout
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +19,19 @@ import pytest
 
 from datamodules import synthetic as S
 from datamodules.recording import DatasetError
-from eeg.montage import CHBMIT_23, DOUBLE_BANANA, derive, soz_channel_mask
+from datamodules.synthetic import params as P
+from datamodules.synthetic import seizures as Z
+from datamodules.synthetic.annotations import clock
+from datamodules.synthetic.corpus import _recording_lengths
+from datamodules.synthetic.primitives import rng_for, subject_name
+from eeg.montage import CHBMIT_23
 
 REAL = Path(__file__).parent / "data" / "chbmit"
 SEED = 11
 
 
 def _build(root, **kw):
-    kw = {"n_patients": 2, "n_recordings": 1, "minutes": 3.0, "seed": SEED, **kw}
+    kw = {"preset": "easy", "n_patients": 2, "n_recordings": 1, "minutes": 3.0, "seed": SEED, **kw}
     return S.generate_corpus(root, **kw)
 
 
@@ -34,10 +43,17 @@ def corpus(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def busy(tmp_path_factory):
-    """One 6-minute recording that must hold three seizures (numbered summary form)."""
+    """One 7-minute recording that must hold three seizures (numbered summary form)."""
     root = tmp_path_factory.mktemp("synth") / "busy"
-    return root, S.generate_corpus(root, n_patients=1, n_recordings=1, minutes=6.0, seed=3,
-                                   seizures_per_patient=(3, 3))
+    return root, S.generate_corpus(root, preset="easy", n_patients=1, n_recordings=1, minutes=7.0, seed=3,
+                                   seizures_per_patient=(3, 3), seizure_s=(10, 20))
+
+
+@pytest.fixture(scope="module")
+def realistic(tmp_path_factory):
+    """Two patients of the realistic preset, 2 recordings each, shortened to 7-10 minutes."""
+    root = tmp_path_factory.mktemp("synth") / "realistic"
+    return root, S.generate_corpus(root, n_patients=2, n_recordings=2, minutes=8.0, seed=5)
 
 
 def _files(root: Path) -> dict[str, str]:
@@ -55,13 +71,17 @@ def _read(path) -> tuple[np.ndarray, list[str], float]:
 
 
 # ------------------------------------------------------------------ determinism and layout
-def test_same_seed_same_bytes_other_seed_other_bytes(corpus, tmp_path):
+def test_same_seed_same_bytes_other_seed_other_bytes(corpus, realistic, tmp_path):
     root, _ = corpus
     again = _build(tmp_path / "again")
     assert _files(root) == _files(Path(again.root))
     other = _build(tmp_path / "other", seed=SEED + 1)
-    a, b = _files(root), _files(Path(other.root))
-    assert a["chb01/chb01_01.edf"] != b["chb01/chb01_01.edf"]
+    assert _files(root)["chb01/chb01_01.edf"] != _files(Path(other.root))["chb01/chb01_01.edf"]
+    # the realistic preset too (sleep, artifacts, propagation, marking error)
+    r_root, r_truth = realistic
+    one = S.generate_corpus(tmp_path / "r1", n_patients=1, n_recordings=2, minutes=8.0, seed=5)
+    assert (r_root / "chb01/chb01_02.edf").read_bytes() == (Path(one.root) / "chb01/chb01_02.edf").read_bytes()
+    assert one.patients[0] == r_truth.patients[0]
 
 
 def test_patient_does_not_depend_on_how_many_patients(corpus, tmp_path):
@@ -96,79 +116,42 @@ def test_subject_info_has_the_real_format(corpus):
 
 def test_subject_numbers_skip_chb21():
     # CHB-MIT's chb21 is chb01 recorded later; sources merge them into one patient
-    assert [S._subject_name(k) for k in (0, 19, 20, 21)] == ["chb01", "chb20", "chb22", "chb23"]
+    assert [subject_name(k) for k in (0, 19, 20, 21)] == ["chb01", "chb20", "chb22", "chb23"]
 
 
 # ------------------------------------------------------------------ EDF bytes
-def test_edf_header_bytes(corpus):
+def test_edf_header_and_the_12_bit_grid(corpus):
+    """Written through datamodules.edf.write_edf: plain EDF, 1 s records at 256 Hz, -800..800 uV,
+    and the values on the real CHB-MIT amplifier's 12-bit steps."""
+    from datamodules.edf import read_edf_header
+
     root, truth = corpus
     rec = truth.recordings[0]
-    data = (root / rec.path).read_bytes()
-    ns = 23
+    path = root / rec.path
+    data = path.read_bytes()
     h = data[:256]
-    assert h[0:8] == b"0       "
     assert h[8:88].decode().strip() == "chb01"
-    assert h[184:192] == str(256 * (ns + 1)).ljust(8).encode()
     assert h[192:236] == b" " * 44  # plain EDF: no "EDF+C" in the reserved field
-    assert int(h[236:244]) == rec.duration_s  # one record per second
-    assert h[244:252] == b"1       "
-    assert h[252:256] == b"23  "
     assert h[176:184].decode() == rec.start_time.replace(":", ".")  # hh.mm.ss of the summary
-    assert re.fullmatch(rb"\d\d\.\d\d\.\d\d", h[168:176])
-
-    sig = data[256:256 * (ns + 1)]
-
-    def field(offset, width):
-        return [sig[offset + i * width: offset + (i + 1) * width].decode() for i in range(ns)], offset + ns * width
-
-    labels, o = field(0, 16)
-    transducer, o = field(o, 80)
-    dim, o = field(o, 8)
-    pmin, o = field(o, 8)
-    pmax, o = field(o, 8)
-    dmin, o = field(o, 8)
-    dmax, o = field(o, 8)
-    prefilter, o = field(o, 80)
-    samples, o = field(o, 8)
-    reserved, o = field(o, 32)
-    assert o == len(sig)
-    assert [s.rstrip() for s in labels] == list(CHBMIT_23) and len(labels[0]) == 16
-    assert set(dim) == {"uV      "}
-    assert set(pmin) == {"-800    "} and set(pmax) == {"800     "}
-    assert set(dmin) == {"-2048   "} and set(dmax) == {"2047    "}
-    assert set(samples) == {"256     "}
-    assert set(transducer) == set(prefilter) == {" " * 80} and set(reserved) == {" " * 32}
-    assert len(data) == 256 * (ns + 1) + rec.duration_s * ns * 256 * 2
+    head = read_edf_header(path)
+    assert head.labels == CHBMIT_23 and head.n_records == rec.duration_s and head.record_duration_s == 1.0
+    assert set(head.physical_min) == {-800.0} and set(head.physical_max) == {800.0}
+    assert set(head.sfreqs) == {256.0} and set(head.units) == {"uV"}
+    assert len(data) == 256 * 24 + rec.duration_s * 23 * 256 * 2
+    x, names, sfreq = _read(path)
+    assert sfreq == 256.0 and x.shape == (23, rec.duration_s * 256)
+    steps = (x + 800.0) / S.QUANTUM_UV
+    # multiples of 1600/4095 uV, up to half a step of the 16-bit storage (1600/65535 uV)
+    assert np.abs(steps - np.round(steps)).max() <= 0.5 * 4095 / 65535 + 1e-6
+    assert np.abs(x).max() <= 800.0 + 1e-6
 
 
-def test_mne_reads_the_files(corpus):
-    root, truth = corpus
-    for rec in truth.recordings:
-        x, names, sfreq = _read(root / rec.path)
-        assert sfreq == 256.0
-        assert x.shape == (23, rec.duration_s * 256)
-        assert names[:14] == list(CHBMIT_23[:14]) and names[15:22] == list(CHBMIT_23[15:22])
-        # what MNE decodes is the file's int16 samples on the -800..800 uV scale
-        raw = np.frombuffer((root / rec.path).read_bytes()[256 * 24:], dtype="<i2")
-        digital = raw.reshape(rec.duration_s, 23, 256).transpose(1, 0, 2).reshape(23, -1)
-        phys = (digital.astype(float) + 2048) * S.QUANTUM_UV - 800.0
-        assert np.allclose(x, phys, atol=1e-6)
-
-
-def test_values_round_trip_within_the_quantization_step(tmp_path):
-    import datetime as dt
-
-    rng = np.random.default_rng(0)
-    x = rng.uniform(-790, 790, (23, 3 * 256))
-    x[0, :10] = [-900, -800, 800, 900, 0, 0.1, -0.1, 799.9, -799.9, 400]
-    path = tmp_path / "t.edf"
-    S.write_edf(path, x, dt.datetime(2059, 3, 13, 23, 59, 58), "p", "r")
-    y, _, _ = _read(path)
-    inside = np.abs(x) <= 800
-    assert np.abs(y - x)[inside].max() <= S.QUANTUM_UV / 2 + 1e-9
-    assert y[0, 0] == pytest.approx(-800) and y[0, 3] == pytest.approx(800)  # saturates, never wraps
-    with pytest.raises(ValueError, match="t.edf"):
-        S.write_edf(path, x[:, :100], dt.datetime(2059, 1, 1), "p", "r")
+def test_mne_reads_every_file(corpus, realistic):
+    for root, truth in (corpus, realistic):
+        for rec in truth.recordings:
+            x, names, sfreq = _read(root / rec.path)
+            assert x.shape == (23, rec.duration_s * 256) and sfreq == 256.0
+            assert names[:14] == list(CHBMIT_23[:14])
 
 
 # ------------------------------------------------------------------ summary
@@ -212,11 +195,11 @@ def _clock(text):
     return h * 3600 + m * 60 + s
 
 
-def test_summary_parses_like_the_real_one(corpus, busy):
+def test_summary_parses_like_the_real_one(corpus, busy, realistic):
     real = _parse_summary((REAL / "chb05" / "chb05-summary.txt").read_text())
     assert real["chb05_06.edf"]["seizures"] == [(417, 532)]
     assert real["chb05_08.edf"]["end"] == "1:21:39"  # what our end times imitate
-    for root, truth in (corpus, busy):
+    for root, truth in (corpus, busy, realistic):
         for p in truth.patients:
             ours = _parse_summary((root / p.patient / f"{p.patient}-summary.txt").read_text())
             assert list(ours) == [Path(r.path).name for r in p.recordings]
@@ -229,161 +212,151 @@ def test_summary_parses_like_the_real_one(corpus, busy):
 
 
 def test_end_times_pass_midnight_like_the_real_files():
-    rec = S.RecordingTruth("chb01_01", "chb01/chb01_01.edf", 3600, S._clock(23 * 3600 + 1292, True),
-                           S._clock(23 * 3600 + 1292 + 3600, False), (), ())
-    assert (rec.start_time, rec.end_time) == ("23:21:32", "24:21:32")
-    assert S._clock(21 * 60 + 39, True) == "00:21:39" and S._clock(3600 + 21 * 60 + 39, False) == "1:21:39"
+    assert clock(23 * 3600 + 1292, True) == "23:21:32" and clock(23 * 3600 + 1292 + 3600, False) == "24:21:32"
+    assert clock(21 * 60 + 39, True) == "00:21:39" and clock(3600 + 21 * 60 + 39, False) == "1:21:39"
 
 
-# ------------------------------------------------------------------ annotations
+def test_inspect_returns_exactly_the_annotated_seizures_and_onset_zones(corpus, realistic):
+    from datamodules.__main__ import main
+
+    for root, truth in (corpus, realistic):
+        out = io.StringIO()
+        with redirect_stdout(out):
+            assert main(["inspect", str(root), "--json"]) == 0
+        index = json.loads(out.getvalue())
+        recs = index["recordings"]
+        assert [r["recording_id"] for r in recs] == [r.recording_id for r in truth.recordings]
+        for r in recs:
+            t = truth.recording(r["recording_id"])
+            p = truth.patient(r["patient"])
+            assert [tuple(s) for s in r["seizures"]] == list(t.seizures)
+            assert tuple(r["soz"]) == p.soz and r["soz_region"] == p.region
+            assert not r["warnings"]
+
+
+# ------------------------------------------------------------------ annotations and plans
 def _check_plan(truth: S.CorpusTruth, per_patient=(2, 4)):
-    lo, hi = S.SEIZURE_DURATION_RANGE_S
     for p in truth.patients:
         assert 1 <= p.n_seizures <= per_patient[1]
         for r in p.recordings:
-            spans = [(s.onset_s, s.offset_s) for s in r.seizure_details]
-            assert len(spans) <= S.MAX_SEIZURES_PER_RECORDING
-            edges = [0] + [v for span in spans for v in span] + [r.duration_s]
-            gaps = [b - a for a, b in zip(edges[::2], edges[1::2])]
-            assert min(gaps) >= S.MARGIN_S, (r.recording_id, spans)
-            assert all(lo <= off - on <= hi for on, off in spans)
+            spans = [(s.true_onset_s, s.true_offset_s) for s in r.seizure_details]
+            assert len(spans) <= Z.MAX_SEIZURES_PER_RECORDING
+            assert all(on >= P.MARGIN_S and r.duration_s - off >= P.MARGIN_S for on, off in spans)
+            assert all(b[0] - a[1] >= Z.SEIZURE_GAP_S for a, b in zip(spans, spans[1:]))
+            assert all(0 < s.onset_s < s.offset_s < r.duration_s for s in r.seizure_details)
 
 
-def test_seizures_never_overlap_and_keep_margins(corpus, busy):
+def test_seizures_never_overlap_and_keep_margins(corpus, busy, realistic):
     _check_plan(corpus[1])
     _check_plan(busy[1], (3, 3))
+    _check_plan(realistic[1])
     assert busy[1].n_seizures == 3
-    # and over many plans, without writing signals
+
+
+@pytest.mark.parametrize("preset", ["realistic", "easy"])
+def test_many_plans_follow_the_preset(preset):
+    """Without writing signals: recordings, hours, seizure counts, durations and seizure-free files."""
+    params = P.resolve(preset)
+    durations_all, shortest = [], []
     for k in range(300):
-        rng = S._rng(99, k)
-        phys = S._draw_physiology(rng)
-        durations = [int(rng.integers(130, 1200)) for _ in range(int(rng.integers(1, 4)))]
-        plans = S._plan_seizures(rng, phys, durations, (2, 4))
-        recs = tuple(S.RecordingTruth("x", "x", dur, "", "", tuple(
-            S.SeizureTruth(on, off, 0, 0, 0, 0, 0, 0) for on, off in plan), ()) for dur, plan in zip(durations, plans))
-        patient = S.PatientTruth("p", (), "", (), "F", 1, recs)
-        _check_plan(S.CorpusTruth("", S.GenerationParams(), (patient,)))
+        rng = rng_for(99, k)
+        style = Z.draw_style(rng, params)
+        lengths = _recording_lengths(rng, params)
+        lo_r, hi_r = params.n_recordings
+        assert lo_r <= len(lengths) <= hi_r
+        if params.hours is not None:
+            assert params.hours[0] * 3600 - 2 <= sum(lengths) <= params.hours[1] * 3600 + 2
+        plans = Z.plan_seizures(rng, style, lengths, params)
+        n = sum(len(p) for p in plans)
+        assert params.seizures_per_patient[0] <= n <= params.seizures_per_patient[1]
+        assert sum(not p for p in plans) >= min(params.seizure_free_recordings, len(plans) - 1)
+        for t, plan in zip(lengths, plans):
+            for (on, off), nxt in zip(plan, plan[1:] + [(t + Z.SEIZURE_GAP_S, None)]):
+                assert on >= P.MARGIN_S and nxt[0] - off >= min(Z.SEIZURE_GAP_S, P.MARGIN_S)
+                durations_all.append(off - on)
+        shortest.append(min((off - on for p in plans for on, off in p), default=np.inf))
+    d = np.array(durations_all)
+    assert d.min() >= params.seizure_s[0] - 1e-6 and d.max() <= params.seizure_s[1] + 1e-6
+    if preset == "realistic":
+        assert 0.05 < np.mean(d < 10) < 0.35  # heavy tail with some very short seizures
+        assert np.percentile(d, 95) > 60
 
 
-def test_soz_tsv_holds_the_truth(corpus):
+def test_marking_error_follows_the_preset(corpus, realistic):
+    for s in corpus[1].patients[0].seizure_details:  # easy: exact marks
+        assert (s.onset_s, s.offset_s) == (s.true_onset_s, s.true_offset_s)
+    params = P.resolve("realistic")
+    errs_on, errs_off = [], []
+    for k in range(400):
+        rng = rng_for(1, k)
+        on, dur = 100.0 + rng.uniform(0, 1), float(rng.uniform(6, 150))
+        a, b = Z.mark(rng, on, on + dur, 3600, params)
+        assert isinstance(a, int) and isinstance(b, int) and b > a
+        errs_on.append(a - on)
+        errs_off.append(b - (on + dur))
+    errs_on, errs_off = np.array(errs_on), np.array(errs_off)
+    assert -3.5 <= errs_on.min() and errs_on.max() <= 10.5 and np.mean(errs_on > 0) > 0.6  # late, mostly
+    assert np.abs(errs_off).max() <= 10.5 + 0.5 * 150 and np.median(np.abs(errs_off)) > 2
+    for s in realistic[1].patients[0].seizure_details:
+        assert -3.5 <= s.onset_s - s.true_onset_s <= 10.5
+
+
+def test_soz_tsv_and_truth_file(corpus, realistic):
     from datamodules.sources.soz import read_soz_tsv
 
-    root, truth = corpus
-    lines = (root / "soz.tsv").read_text().splitlines()
-    assert lines[0] == "patient\telectrodes\tregion"
-    assert read_soz_tsv(root / "soz.tsv") == truth.soz()
-    for p in truth.patients:
-        assert 2 <= len(p.soz) <= 3 and p.soz_weights[0] == 1.0
-        assert len(set(p.soz_weights)) == len(p.soz)  # unequal, so bipolar pairs do not cancel
-    assert len({p.soz for p in truth.patients}) == len(truth.patients)
-
-
-def test_discover_returns_exactly_what_was_written(corpus, busy):
-    from datamodules.sources import discover
-
-    for root, truth in (corpus, busy):
-        recs = discover(root)
-        assert [r.recording_id for r in recs] == [r.recording_id for r in truth.recordings]
-        for r in recs:
-            p = truth.patient(r.patient)
-            assert r.seizures == truth.seizures()[r.recording_id]
-            assert (r.soz, r.soz_region) == (p.soz, p.region)
-            assert r.channels == CHBMIT_23 and r.sfreq == 256.0 and r.annotated and not r.warnings
-            assert r.duration_s == next(t.duration_s for t in p.recordings if t.recording_id == r.recording_id)
-
-
-# ------------------------------------------------------------------ physiology
-def _band_power(x, lo, hi):
-    """Mean square (uV^2) of ``x`` between ``lo`` and ``hi`` Hz, per row (Parseval)."""
-    n = x.shape[-1]
-    f = np.fft.rfftfreq(n, 1 / 256)
-    p = 2 * np.abs(np.fft.rfft(x, axis=-1)) ** 2 / n ** 2
-    return p[..., (f >= lo) & (f < hi)].sum(-1)
-
-
-def test_seizures_are_focal_strong_and_evolving(corpus, busy):
-    """Measured on the files: ictal power in onset-zone channels against their background and
-    against the other channels, fast activity at onset, frequency falling during the seizure."""
-    d = derive(CHBMIT_23)
-    ratios = []
-    for root, truth in (corpus, busy):
+    for root, truth in (corpus, realistic):
+        assert (root / "soz.tsv").read_text().splitlines()[0] == "patient\telectrodes\tregion"
+        assert read_soz_tsv(root / "soz.tsv") == truth.soz()
         for p in truth.patients:
-            soz = soz_channel_mask(DOUBLE_BANANA, p.soz).astype(bool)
-            for rec in p.recordings:
-                y = d.apply(_read(root / rec.path)[0]).astype(float)
-                ictal = np.zeros(y.shape[1], bool)
-                for s in rec.seizure_details:
-                    ictal[s.onset_s * 256:(s.offset_s + 60) * 256] = True  # post-ictal too
-                # background power of a typical second (a rare saturated pop would dominate a mean)
-                quiet = y[:, ~ictal][:, :(~ictal).sum() // 256 * 256].reshape(len(y), -1, 256)
-                bg = np.median(np.mean(quiet ** 2, axis=2), axis=1)
-                rms = np.sqrt(bg)
-                assert 8 < rms.min() and rms.max() < 60, rms  # bipolar EEG, not noise or clipping
-                for s in rec.seizure_details:
-                    seg = y[:, s.onset_s * 256:s.offset_s * 256]
-                    power = np.mean(seg ** 2, axis=1)
-                    r = (power[soz].mean() / bg[soz].mean(), power[soz].mean() / power[~soz].mean(),
-                         (power / bg)[soz].max(), (power / bg)[~soz].mean())
-                    ratios.append(r)
-                    assert r[0] > 2.0 and r[1] > 1.5 and r[2] > 2.5 and r[3] < r[0], (r, s)
-                    # low-voltage fast activity (15-25 Hz) opens the seizure in the onset zone
-                    lv = y[soz, s.onset_s * 256:int((s.onset_s + s.lvfa_s) * 256)]
-                    ref = y[soz][:, ~ictal]
-                    ref = ref[:, :ref.shape[1] // 256 * 256].reshape(len(ref), -1, 256)
-                    # against the typical second of background (muscle bursts are rare, not typical)
-                    fast = _band_power(lv, 14, 27) / np.median(_band_power(ref, 14, 27), axis=1)
-                    assert fast.max() > 3 and np.median(fast) > 1.5, (fast, s)
-                    # the discharges slow down: dominant frequency early > late
-                    best = np.argmax((power / bg) * soz)
-                    start = int((s.onset_s + s.lvfa_s) * 256)
-                    third = (s.offset_s * 256 - start) // 3
-                    f = np.fft.rfftfreq(third, 1 / 256)
-                    keep = (f > 1.5) & (f < 12)
-
-                    def peak(a, f=f, keep=keep):
-                        return f[keep][np.argmax(np.abs(np.fft.rfft(a))[keep])]
-
-                    early, late = peak(y[best, start:start + third]), peak(y[best, start + 2 * third:start + 3 * third])
-                    assert early > late + 0.5, (early, late, s)
-    assert len(ratios) >= 4
-    median = np.median(ratios, axis=0)
-    assert median[0] > 4 and median[1] > 2.5 and median[2] > 5, median
+            assert 2 <= len(p.soz) <= 3 and p.soz_weights[0] == 1.0
+            assert len(set(p.soz_weights)) == len(p.soz)  # unequal, so bipolar pairs do not cancel
+            for s in p.seizure_details:
+                assert s.morphology in S.MORPHOLOGIES and 0.5 <= s.band_hz[0] < s.band_hz[1] <= 12
+        assert len({p.soz for p in truth.patients}) == len(truth.patients)
+    # the truth file keeps true and annotated times side by side
+    body = json.loads((realistic[0] / S.TRUTH_FILE).read_text())
+    sz = [s for r in body["patients"][0]["recordings"] for s in r["seizure_details"]]
+    assert {"onset_s", "offset_s", "true_onset_s", "true_offset_s", "band_hz", "morphology"} <= set(sz[0])
 
 
-def test_saturation_only_in_electrode_pops(corpus, busy):
-    for root, truth in (corpus, busy):
-        for rec in truth.recordings:
-            x, _, _ = _read(root / rec.path)
-            t = np.flatnonzero((np.abs(x) >= 800 - S.QUANTUM_UV).any(axis=0)) / 256
-            pops = [(e.onset_s, e.onset_s + e.duration_s) for e in rec.events if e.kind == "pop"]
-            assert all(any(a - 0.01 <= v <= b for a, b in pops) for v in t)
+def test_realistic_patients_keep_a_seizure_free_recording(realistic):
+    for p in realistic[1].patients:
+        assert sum(not r.seizure_details for r in p.recordings) >= 1
+        assert 1 <= p.n_seizures <= 4
 
 
-def test_artifacts_and_hard_negatives_are_written(corpus):
-    root, truth = corpus
-    kinds = {e.kind for r in truth.recordings for e in r.events}
-    assert {"blink", "muscle", "rhythmic_burst", "interictal_spike"} <= kinds
-    for r in truth.recordings:
-        for e in r.events:
-            assert 0 <= e.onset_s and e.onset_s + e.duration_s <= r.duration_s
-            if e.hard_negative:  # never inside or right next to a seizure
-                before, after = S._HARD_NEGATIVE_GUARD_S
-                assert all(e.onset_s + e.duration_s < s.onset_s - before or e.onset_s > s.offset_s + after
-                           for s in r.seizure_details)
-    # blinks are large frontal deflections: FP1-F7 jumps during them
-    d = derive(CHBMIT_23)
-    rec = truth.recordings[0]
-    y = d.apply(_read(root / rec.path)[0])
-    blinks = [e for e in rec.events if e.kind == "blink"]
-    assert blinks
-    fp1_f7 = DOUBLE_BANANA.index("FP1-F7")
-    during = [np.ptp(y[fp1_f7, int(e.onset_s * 256):int((e.onset_s + e.duration_s) * 256)]) for e in blinks]
-    assert np.median(during) > 80
+# ------------------------------------------------------------------ presets and knobs
+def test_presets_and_knobs():
+    easy, real = P.resolve("easy"), P.resolve("realistic")
+    assert real.hours == (1.5, 2.0) and real.n_recordings == (2, 4) and real.minutes is None
+    assert real.ictal_gain == (1.2, 3.0) and real.seizure_s == (6.0, 150.0) and real.onset_error_s == (-3.0, 10.0)
+    assert easy.minutes == 12.0 and easy.onset_error_s == (0.0, 0.0) and easy.propagation == 0.0
+    p = P.resolve("realistic", hours=1, n_recordings=3, rates={"muscle": 5})
+    assert p.hours == (1.0, 1.0) and p.n_recordings == (3, 3) and p.rate("muscle") == 5.0
+    assert p.rate("chewing") == real.rate("chewing")
+    assert P.resolve("easy", hours=0.5).minutes is None  # hours replace the preset's recording length
+    assert P.GenerationParams.from_dict(p.to_dict()) == p
 
 
-def test_clean_corpus_has_no_events(tmp_path):
-    truth = _build(tmp_path / "clean", n_patients=1, artifacts=0.0)
-    assert all(not r.events for r in truth.recordings)
+@pytest.mark.parametrize("knobs, message", [
+    ({"preset": "hard"}, "unknown synthetic corpus preset 'hard'"),
+    ({"colour": 3}, "unknown synthetic corpus option 'colour'"),
+    ({"n_patients": 0}, "n_patients"),
+    ({"seizures_per_patient": (3, 2)}, "seizures_per_patient must be min <= max"),
+    ({"minutes": 2.0}, "minutes 2 is too short"),
+    ({"ictal_gain": (0, 2)}, "ictal_gain"),
+    ({"morphologies": ("tonic",)}, "morphologies must be among"),
+    ({"propagation": 1.5}, "propagation is a share"),
+    ({"rates": {"sneezing": 3}}, "unknown artifact kind 'sneezing'"),
+    ({"rates": {"muscle": -1}}, "rate of muscle"),
+    ({"onset_error_s": (5, -3)}, "onset_error_s must be min <= max"),
+    ({"n_recordings": 1.5}, "whole numbers"),
+])
+def test_bad_knobs_are_named(tmp_path, knobs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        S.generate_corpus(tmp_path / "x", **{"preset": "easy", **knobs}) if "preset" not in knobs \
+            else S.generate_corpus(tmp_path / "x", **knobs)
+    assert not (tmp_path / "x").exists()
 
 
 # ------------------------------------------------------------------ reuse, errors, CLI
@@ -413,26 +386,48 @@ def test_overwrite_replaces_a_synthetic_corpus_only(tmp_path):
         S.load_truth(foreign)
 
 
-def test_bad_parameters_are_named(tmp_path):
-    with pytest.raises(ValueError, match="minutes"):
-        _build(tmp_path / "a", minutes=2.0)
-    with pytest.raises(ValueError, match="seizures per patient"):
-        _build(tmp_path / "b", seizures_per_patient=(3, 2))
-    with pytest.raises(ValueError, match="patient"):
-        _build(tmp_path / "c", n_patients=0)
-    assert not (tmp_path / "a").exists()
+def test_a_corpus_of_an_older_generator_is_replaced_only_with_overwrite(tmp_path):
+    root = tmp_path / "old"
+    root.mkdir()
+    (root / S.TRUTH_FILE).write_text(json.dumps({"root": ".", "params": {"n_patients": 6}, "patients": []}))
+    with pytest.raises(DatasetError, match="unreadable synthetic corpus truth"):
+        _build(root)
+    assert _build(root, n_patients=1, overwrite=True).params.n_patients == 1
+
+
+def _cli(*argv):
+    from datamodules.__main__ import build_parser
+
+    return build_parser("synth").parse_args(["synth", *map(str, argv)])
 
 
 def test_command_line(tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    S.add_arguments(parser)
     out = tmp_path / "cli"
-    args = parser.parse_args([str(out), "--patients", "1", "--recordings", "1", "--minutes", "3",
-                              "--seed", str(SEED), "--seizures", "1", "1", "--artifacts", "0.5"])
+    args = _cli(out, "--preset", "easy", "--patients", "1", "--recordings", "1", "--minutes", "3", "--seed", SEED,
+                "--seizures", "1", "1", "--artifacts", "0.5", "--rate", "muscle=30", "--ictal-gain", "3", "4")
     assert S.run(args) == 0
     text = capsys.readouterr()
-    assert "1 patients, 1 recordings" in text.out and "chb01_01.edf" in text.err
+    assert "easy preset, 1 patients, 1 recordings" in text.out and "chb01_01.edf" in text.err
     truth = S.load_truth(out)
-    assert truth.params == S.GenerationParams(1, 1, 3.0, SEED, (1, 1), 0.5)
-    assert S.run(parser.parse_args([str(tmp_path / "x"), "--minutes", "1"])) == 2
-    assert "minutes" in capsys.readouterr().err
+    assert truth.params == P.resolve("easy", n_patients=1, n_recordings=1, minutes=3, seed=SEED,
+                                     seizures_per_patient=1, artifacts=0.5, rates={"muscle": 30}, ictal_gain=(3, 4))
+    # every knob has an option
+    parser = argparse.ArgumentParser()
+    S.add_arguments(parser)
+    dests = {a.dest for a in parser._actions}
+    knobs = set(P.GenerationParams.__dataclass_fields__) - {"preset", "version", "rates"}
+    assert knobs <= dests and {"preset", "rate", "overwrite"} <= dests
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--minutes", "1"], "minutes 1 is too short"),
+    (["--rate", "muscle"], "must read KIND=PER_HOUR"),
+    (["--rate", "sneezing=3"], "unknown artifact kind"),
+    (["--hours", "1", "2", "3"], "--hours takes one or two values"),
+    (["--morphologies", "tonic"], "morphologies must be among"),
+])
+def test_command_line_errors_are_one_sentence(tmp_path, capsys, argv, message):
+    assert S.run(_cli(tmp_path / "x", *argv)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
