@@ -63,7 +63,8 @@ def test_cached_signal_is_the_filtered_bipolar_derivation(corpus, tmp_path):
     step = (h.physical_max[0] - h.physical_min[0]) / (h.digital_max[0] - h.digital_min[0])
     np.testing.assert_allclose(cached[0], expected[0], atol=step / 2)
     with h5py.File(report.files[rec.patient], "r") as f:
-        assert f["recordings"][rec.recording_id].attrs["float32_channels"] == 18
+        # float32 wherever the predicted error stays below half a step (loud channels: float64)
+        assert 0 < f["recordings"][rec.recording_id].attrs["float32_channels"] <= 18
 
 
 def test_rerun_reuses_and_rebuilds_only_what_is_invalid(corpus, tmp_path):

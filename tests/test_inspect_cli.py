@@ -119,7 +119,7 @@ def one_sentence(p: subprocess.CompletedProcess, code: int = 2) -> str:
 
 
 @pytest.mark.parametrize("args, where", [
-    (("synth", "{tmp}/s", "--patients", "0"), "at least one patient"),
+    (("synth", "{tmp}/s", "--patients", "0"), "n_patients"),
     (("synth", "{tmp}/x.txt"), "x.txt"),
     (("cache", "{tmp}/nope"), "nope does not exist"),
     (("cache", str(REAL), "--cache-dir", "{tmp}/x.txt"), "x.txt"),
