@@ -153,8 +153,8 @@ def test_round_trip_check_catches_a_lost_seizure(tmp_path, tiny_corpus, monkeypa
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_study_runs_on_the_synthetic_corpus_in_each_layout(tmp_path_factory, layout):
     base = tmp_path_factory.mktemp(f"study-{layout}")
-    synth = cli("-m", "datamodules", "synth", str(base / "synthetic"), "--patients", "3", "--recordings", "1",
-                "--minutes", "5")
+    synth = cli("-m", "datamodules", "synth", str(base / "synthetic"), "--preset", "easy", "--patients", "3",
+                "--recordings", "1", "--minutes", "5")  # the corpus of the smoke study
     assert synth.returncode == 0, synth.stderr
     conv = cli("-m", "datamodules", "convert", str(base / "synthetic"), "--to", layout, str(base / layout))
     assert conv.returncode == 0, conv.stderr
