@@ -89,9 +89,8 @@ def render_markdown(res: dict) -> str:
         pr = sc.get("precision")
         if pr:
             lines += ["", f"float32 filtering: max |float32 - float64| over the cached channels of "
-                          f"{pr['recording']} ({pr['hours']:.2f} h) = {pr['max_abs_error_uv']:.4f} uV, "
-                          f"{pr['error_over_step']:.3f} of the EDF quantization step "
-                          f"({pr['quantization_step_uv']:.3f} uV)."]
+                          f"{pr['recording']} ({pr['hours']:.2f} h) = {pr['max_abs_error_uv']:.4f} uV; at most "
+                          f"{pr['error_over_step']:.3f} of a channel's EDF quantization step."]
         lines.append("")
 
     ld = res.get("loader")

@@ -8,9 +8,11 @@ Precision: filtering in float32 is faster, but the 0.5 Hz high-pass has poles cl
 circle and float32 arithmetic adds an error that grows with the signal's amplitude (its DC
 offset and drifts included). A channel is filtered in float32 only where that error stays
 below half the EDF quantization step of the channel (the resolution the file itself has), else
-in float64: :func:`float32_error_bound` predicts the error from a calibration of the filter
-chain (float32 vs float64 on a probe signal, once per configuration) scaled by the channel's
-peak amplitude, with a safety factor.
+in float64. Two checks must both pass, each with a safety factor: :func:`float32_error_bound`
+(a calibration of the filter chain on a probe signal, scaled by the channel's peak amplitude)
+and the error measured on the channel itself, both precisions run on the 30 s around its
+largest absolute value (:func:`measured_float32_error`); the measurement catches signals the
+calibration underrates.
 """
 from __future__ import annotations
 
@@ -22,8 +24,10 @@ from functools import lru_cache
 import numpy as np
 from scipy import signal as sps
 
-#: Safety factor on the predicted float32 filtering error.
+#: Safety factor on the predicted and on the measured float32 filtering error.
 FLOAT32_SAFETY = 4.0
+#: Seconds of a channel, around its largest absolute value, filtered in both precisions.
+PROBE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,21 @@ def float32_error_bound(peak_uv: float, sfreq: float, cfg: PreprocessingConfig) 
     return FLOAT32_SAFETY * _float32_gain(float(sfreq), cfg) * float(peak_uv)
 
 
+def measured_float32_error(x: np.ndarray, sfreq: float, cfg: PreprocessingConfig) -> float:
+    """max |float32 - float64| of the filters on the ``PROBE_S`` seconds of ``x`` around its
+    largest absolute value (where the filters' state is largest)."""
+    stages = filter_stages(float(sfreq), cfg)
+    if not stages or x.size == 0:
+        return 0.0
+    hi, lo = int(np.argmax(x)), int(np.argmin(x))
+    k = hi if abs(float(x[hi])) >= abs(float(x[lo])) else lo
+    half = int(PROBE_S * sfreq / 2)
+    seg = np.asarray(x[max(0, k - half): k + half])
+    if seg.shape[-1] <= 3 * (2 * cfg.filter_order + 1):
+        return 0.0
+    return float(np.abs(_apply(stages, seg, np.float32).astype(np.float64) - _apply(stages, seg, np.float64)).max())
+
+
 def preprocess_channel(x: np.ndarray, sfreq: float, cfg: PreprocessingConfig,
                        step_uv: float | None = None, peak_uv: float | None = None) -> tuple[np.ndarray, bool]:
     """Filter and resample one channel (1-D, microvolts).
@@ -137,7 +156,8 @@ def preprocess_channel(x: np.ndarray, sfreq: float, cfg: PreprocessingConfig,
     if stages:
         if step_uv is not None and peak_uv is None:
             peak_uv = max(float(x.max()), -float(x.min())) if x.size else 0.0
-        single = step_uv is not None and float32_error_bound(peak_uv, sfreq, cfg) < step_uv / 2
+        single = (step_uv is not None and float32_error_bound(peak_uv, sfreq, cfg) < step_uv / 2
+                  and FLOAT32_SAFETY * measured_float32_error(x, sfreq, cfg) < step_uv / 2)
         x = _apply(stages, x, np.float32 if single else np.float64)
     ratio = _ratio(sfreq, cfg)
     if ratio is not None:

@@ -85,7 +85,7 @@ def test_scale_rows_grow_with_the_corpus(tiny_run):
     assert fit["hours"] == [rows[1]["hours"], rows[2]["hours"]]
     assert fit["estimates_s"]["CHB-MIT (983 h)"] == pytest.approx(fit["intercept_s"] + 983 * fit["slope_s_per_hour"])
     precision = res["scale"]["precision"]
-    assert precision["max_abs_error_uv"] < precision["quantization_step_uv"] / 2
+    assert precision["error_over_step"] < 0.5
     assert rows[2]["edf_mb"] == pytest.approx(2 * rows[1]["edf_mb"])
     assert rows[2]["n_windows"] == 2 * rows[1]["n_windows"] == 2 * res["cache_build"]["ours"]["n_windows"]
     for r in rows.values():
