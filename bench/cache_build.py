@@ -11,7 +11,12 @@ sections, zero phase = forward-backward, as ``scipy.signal.sosfiltfilt`` in ours
 ``save`` writes them to disk.
 
 A fresh interpreter per build makes the peak resident memory (``VmHWM``) that build's own;
-the work is timed inside the process, after the imports, which are reported separately.
+the work is timed inside the process, after the imports, which are reported separately. Ours
+builds in worker processes (``n_jobs``, default every core): its memory is the process tree's
+(:class:`TreeMemory`: proportional set sizes summed over the parent and its workers, sampled
+every 250 ms, and at least the parent's own peak); ``cpu_s`` counts the CPU time of the parent
+and its workers, so a loaded machine (which slows the wall clock of parallel work first) shows
+apart.
 
 Run as ``python -m bench.cache_build <args.json> <result.json>`` (the parent does this).
 """
@@ -20,9 +25,11 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import resource
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -57,22 +64,93 @@ def _peak_rss_mb() -> float:
     return _status_mb("VmHWM")
 
 
+class TreeMemory:
+    """Samples the memory of this process and its descendants every ``interval`` s.
+
+    One sample costs about 6 ms of CPU (the process list, one ``smaps_rollup`` per process):
+    every 250 ms keeps the measurement out of the timing (every 50 ms cost a tenth of a core).
+
+    Forked workers share their parent's pages (the imports), so resident sizes would count them
+    once per process: the tree is measured in proportional set size (PSS: each shared page split
+    between its sharers), summed over the tree. ``peak_mb`` is the largest sum seen, and at least
+    this process's own peak (``VmHWM``); ``worker_peak_mb`` the largest worker's ``VmHWM``.
+    """
+
+    def __init__(self, interval: float = 0.25):
+        self.interval = interval
+        self.sampled_peak_mb = 0.0
+        self.worker_peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _pss_mb(pid: int) -> float:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as fh:
+                for line in fh:
+                    if line.startswith("Pss:"):
+                        return int(line.split()[1]) / 1e3
+        except OSError:
+            pass
+        return 0.0
+
+    def _sample(self) -> None:
+        import psutil
+
+        try:
+            children = psutil.Process().children(recursive=True)
+        except psutil.Error:
+            children = []
+        total = self._pss_mb(os.getpid())
+        for c in children:
+            total += self._pss_mb(c.pid)
+            try:
+                with open(f"/proc/{c.pid}/status") as fh:
+                    hwm = next((int(ln.split()[1]) / 1e3 for ln in fh if ln.startswith("VmHWM:")), 0.0)
+            except OSError:
+                hwm = 0.0
+            self.worker_peak_mb = max(self.worker_peak_mb, hwm)
+        self.sampled_peak_mb = max(self.sampled_peak_mb, total)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_mb(self) -> float:
+        return max(self.sampled_peak_mb, _peak_rss_mb())
+
+
+def _cpu_s() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def _dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 def build_ours(recordings: list[Recording], root: str, out: Path, cfg: PreprocessingConfig,
-               window_s: float) -> dict:
+               window_s: float, n_jobs: int | None = None) -> dict:
     """EDF -> HDF5 cache -> window index. Returns the number of windows."""
-    from datamodules.cache import build_cache, list_recordings
+    from datamodules.cache import build_cache, default_jobs, list_recordings
     from datamodules.windows import make_windows
 
-    report = build_cache(recordings, out, root, cfg, DOUBLE_BANANA, progress=False)
+    report = build_cache(recordings, out, root, cfg, DOUBLE_BANANA, progress=False, n_jobs=n_jobs)
     if report.skipped:
         raise DatasetError(f"{root}: the cache skipped recordings {report.skipped}")
     cached = [r for path in report.files.values() for r in list_recordings(path)]
     windows = make_windows(cached, window_s, window_s)
-    return {"n_windows": len(windows), "directory": report.directory}
+    return {"n_windows": len(windows), "directory": report.directory,
+            "n_jobs": min(n_jobs or default_jobs(), len(recordings))}
 
 
 def bipolar_picks(rec: Recording, montage: tuple[str, ...] = DOUBLE_BANANA) -> list[int]:
@@ -152,30 +230,36 @@ def _worker(args: dict) -> dict:
     out = Path(args["out"])
     shutil.rmtree(out, ignore_errors=True)
     baseline = _rss_mb()
-    t1 = time.perf_counter()
-    if impl == "ours":
-        info = build_ours(recordings, args["root"], out, cfg, args["window_s"])
-    else:
-        info = build_braindecode(recordings, out, cfg, args["window_s"])
-    seconds = time.perf_counter() - t1
-    peak = _peak_rss_mb()
-    return {"implementation": impl, "seconds": seconds, "import_s": import_s,
-            "peak_rss_mb": peak, "baseline_rss_mb": baseline, "work_rss_mb": peak - baseline,
+    cpu0 = _cpu_s()
+    with TreeMemory() as memory:
+        t1 = time.perf_counter()
+        if impl == "ours":
+            info = build_ours(recordings, args["root"], out, cfg, args["window_s"], args.get("n_jobs"))
+        else:
+            info = {**build_braindecode(recordings, out, cfg, args["window_s"]), "n_jobs": 1}
+        seconds = time.perf_counter() - t1
+    peak = memory.peak_mb
+    return {"implementation": impl, "seconds": seconds, "cpu_s": _cpu_s() - cpu0, "import_s": import_s,
+            "peak_rss_mb": peak, "worker_peak_rss_mb": memory.worker_peak_mb,
+            "baseline_rss_mb": baseline, "work_rss_mb": peak - baseline,
             "output_mb": _dir_bytes(out) / 1e6, **info}
 
 
 def run_build(implementation: str, recordings: list[Recording] | tuple[Recording, ...], root: str,
               out: str | os.PathLike, scratch: str | os.PathLike,
               preprocessing: PreprocessingConfig = PreprocessingConfig(), window_s: float = 2.0,
-              timeout_s: float = 3600.0) -> dict:
+              timeout_s: float = 3600.0, n_jobs: int | None = None) -> dict:
     """Build with ``implementation`` in a fresh Python process and return its report.
 
     Returns
     -------
     dict
-        ``seconds`` (the build, imports excluded), ``import_s``, ``process_s`` (whole child as the
-        parent saw it), ``peak_rss_mb`` (the child's peak resident memory), ``baseline_rss_mb``
-        (after imports), ``work_rss_mb`` (peak minus baseline), ``output_mb``, ``n_windows``.
+        ``seconds`` (the build, imports excluded), ``cpu_s`` (CPU time of the build and its
+        workers), ``import_s``, ``process_s`` (whole child as the parent saw it), ``peak_rss_mb``
+        (the build's peak memory, workers included: see :class:`TreeMemory`),
+        ``worker_peak_rss_mb`` (the largest worker's peak), ``baseline_rss_mb`` (after imports),
+        ``work_rss_mb`` (peak minus baseline), ``output_mb``, ``n_windows``, ``n_jobs`` (worker
+        processes used; ``n_jobs`` None = every core).
     """
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
@@ -188,7 +272,8 @@ def run_build(implementation: str, recordings: list[Recording] | tuple[Recording
     result_file.unlink(missing_ok=True)
     args_file.write_text(json.dumps({
         "implementation": implementation, "recordings": str(rec_file), "root": str(root),
-        "out": str(out), "preprocessing": asdict(preprocessing), "window_s": float(window_s)}))
+        "out": str(out), "preprocessing": asdict(preprocessing), "window_s": float(window_s),
+        "n_jobs": n_jobs}))
     repo = Path(__file__).resolve().parent.parent
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")])))
     t0 = time.perf_counter()

@@ -13,8 +13,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from datamodules.preprocessing import PreprocessingConfig
+from eeg.montage import DOUBLE_BANANA
 
 from .corpus import BenchCorpus, ensure_corpus, replicate, warm_page_cache
+from .scale import scale_fit
 from .stats import Measurement, ratio
 
 SCHEMA = "seizure-lightning-bench/1"
@@ -45,7 +47,8 @@ class BenchConfig:
     repeats : int
         Repetitions of every figure (the median is reported).
     scale_factors, braindecode_scale_factors : tuple of int
-        Corpus multiples built in the scale section.
+        Corpus multiples built in the scale section (ours both with every core and with one
+        worker process, which gives the per-core rate the estimates scale from).
     scale_repeats : int
         Interleaved rounds of the scale builds (every size, 1x included, once per round).
     window_s, batch_size : float, int
@@ -72,7 +75,7 @@ class BenchConfig:
     recording_minutes: float = 60.0
     seed: int = 0
     repeats: int = 3
-    scale_factors: tuple[int, ...] = (1, 2, 4)
+    scale_factors: tuple[int, ...] = (1, 2, 4, 8, 16)
     braindecode_scale_factors: tuple[int, ...] = (1, 2)
     scale_repeats: int = 3
     window_s: float = 2.0
@@ -166,12 +169,12 @@ class Bench:
             raise FileNotFoundError(f"{self._build_dir('ours', 1)}: expected one cache directory, found {dirs}")
         return dirs[0]
 
-    def _build(self, impl: str, factor: int) -> dict:
+    def _build(self, impl: str, factor: int, n_jobs: int | None = None) -> dict:
         from .cache_build import run_build
 
         corpus = replicate(self.corpus, factor)
         return run_build(impl, corpus.recordings, corpus.root, self._build_dir(impl, factor),
-                         self.work / "scratch", self.cfg.preprocessing, self.cfg.window_s)
+                         self.work / "scratch", self.cfg.preprocessing, self.cfg.window_s, n_jobs=n_jobs)
 
     def _ensure_built(self, impl: str) -> None:
         d = self._build_dir(impl, 1)
@@ -206,31 +209,69 @@ class Bench:
         self.results["cache_build"] = sec
 
     def section_scale(self) -> None:
-        plan = [("ours", f) for f in sorted(set(self.cfg.scale_factors))]
+        # (label, implementation, worker processes): ours with every core and with one process
+        kinds = [("ours", "ours", None), ("ours, 1 process", "ours", 1)]
         if self.cfg.braindecode:
-            plan += [("braindecode", f) for f in sorted(set(self.cfg.braindecode_scale_factors))]
-        builds: dict[tuple[str, int], list[dict]] = {key: [] for key in plan}
+            kinds.append(("braindecode", "braindecode", None))
+        plan = [(label, impl, jobs, f) for label, impl, jobs in kinds
+                for f in sorted(set(self.cfg.braindecode_scale_factors if impl == "braindecode"
+                                    else self.cfg.scale_factors))]
+        builds: dict[tuple[str, int], list[dict]] = {(label, f): [] for label, _, _, f in plan}
         for rep in range(self.cfg.scale_repeats):
-            for impl, factor in plan:  # interleaved rounds: load changes hit every size alike
-                b = self._build(impl, factor)
-                builds[(impl, factor)].append(b)
-                _log(f"scale {impl} x{factor} rep {rep + 1}/{self.cfg.scale_repeats}: "
-                     f"{b['seconds']:.2f} s, peak {b['peak_rss_mb']:.0f} MB")
-        for impl, factor in plan:
-            if factor != 1:
-                shutil.rmtree(self._build_dir(impl, factor), ignore_errors=True)  # disk
+            for label, impl, jobs, factor in plan:  # interleaved rounds: load changes hit every size alike
+                b = self._build(impl, factor, jobs)
+                builds[(label, factor)].append(b)
+                _log(f"scale {label} x{factor} rep {rep + 1}/{self.cfg.scale_repeats}: "
+                     f"{b['seconds']:.2f} s ({b['cpu_s']:.2f} s CPU), peak {b['peak_rss_mb']:.0f} MB")
+                if factor != 1:
+                    shutil.rmtree(self._build_dir(impl, factor), ignore_errors=True)  # disk
         rows = []
-        for impl, factor in plan:
+        for label, _impl, _, factor in plan:
+            bs = builds[(label, factor)]
             corpus = replicate(self.corpus, factor)
-            summary = _summarize_builds(builds[(impl, factor)], corpus.edf_bytes)
-            per_hour = Measurement(tuple(b["seconds"] / corpus.hours for b in builds[(impl, factor)]), "s/h")
-            rows.append({"implementation": impl, "factor": factor, "hours": corpus.hours,
+            summary = _summarize_builds(bs, corpus.edf_bytes)
+            per_hour = Measurement(tuple(b["seconds"] / corpus.hours for b in bs), "s/h")
+            rows.append({"implementation": label, "factor": factor, "hours": corpus.hours,
                          "edf_mb": corpus.edf_bytes / 1e6, "n_windows": summary["n_windows"],
+                         "n_jobs": bs[-1].get("n_jobs"),
                          "seconds_per_eeg_hour": per_hour.to_dict(),
+                         "cpu_s": Measurement(tuple(b["cpu_s"] for b in bs), "s").to_dict(),
+                         "worker_peak_rss_mb": Measurement(tuple(b["worker_peak_rss_mb"] for b in bs),
+                                                           "MB").to_dict(),
                          **{k: summary[k] for k in ("seconds", "peak_rss_mb", "work_rss_mb", "edf_mb_per_s")}})
         self.results["scale"] = {"note": "larger corpora list the 1x recordings k times under new ids; "
-                                         "every size is rebuilt in each interleaved round",
-                                 "rows": rows}
+                                         "every size is rebuilt in each interleaved round; ours builds with "
+                                         "every core unless the row says 1 process",
+                                 "rows": rows, "fit": scale_fit(rows), "precision": self._float32_precision()}
+
+    def _float32_precision(self) -> dict:
+        """What float32 filtering changes in the cached signals of the first bench recording."""
+        import numpy as np
+
+        from datamodules.cache import load_harmonized
+        from datamodules.edf import read_edf_header
+        from datamodules.preprocessing import preprocess
+        from eeg.montage import derive
+
+        rec = self.corpus.recordings[0]
+        cached, sfreq = load_harmonized(rec, tuple(DOUBLE_BANANA), self.cfg.preprocessing)
+        raw, _ = load_harmonized(rec, tuple(DOUBLE_BANANA), PreprocessingConfig(
+            l_freq=None, h_freq=None, notch_freq=None, sfreq=None))
+        reference, _ = preprocess(raw, rec.sfreq, self.cfg.preprocessing)  # float64 filters
+        h = read_edf_header(rec.path)
+        d = derive(rec.channels, tuple(DOUBLE_BANANA))
+        # each montage channel against the quantization step of the file channels it is made of
+        steps = np.array([min((h.physical_max[i] - h.physical_min[i]) / (h.digital_max[i] - h.digital_min[i])
+                              for i in np.flatnonzero(d.matrix[k])) for k in range(len(DOUBLE_BANANA))])
+        err = np.abs(cached.astype("float64") - reference).max(axis=1)
+        worst = int(np.argmax(err / steps))
+        return {"recording": rec.recording_id, "hours": rec.duration_s / 3600,
+                "max_abs_error_uv": float(err.max()), "quantization_step_uv": float(steps[worst]),
+                "error_over_step": float(err[worst] / steps[worst]),
+                "note": "max |float32 - float64 filtering| over the 18 cached channels; error_over_step is the "
+                        "largest ratio of a channel's error to the quantization step of its file channels "
+                        "(quantization_step_uv is that channel's); float32 is used only where the predicted "
+                        "error is below half a step"}
 
     def section_loader(self) -> None:
         from datamodules.datamodule import collate_windows

@@ -69,10 +69,28 @@ def render_markdown(res: dict) -> str:
     if sc:
         lines += ["## Scale: cost as the corpus grows", "", sc.get("note", ""), ""]
         rows = [[r["implementation"], f"{r['factor']}x", f"{r['hours']:.1f}", _med(r["seconds"], 2),
-                 _med(r["seconds_per_eeg_hour"], 2), _med(r["edf_mb_per_s"], 1), _med(r["peak_rss_mb"], 0),
-                 _med(r["work_rss_mb"], 0)] for r in sc["rows"]]
-        lines += _table(["", "corpus", "hours", "seconds", "s per EEG hour", "MB EDF/s", "peak RSS MB",
-                         "RSS above imports MB"], rows)
+                 _med(r.get("cpu_s"), 2), _med(r["seconds_per_eeg_hour"], 2), _med(r["edf_mb_per_s"], 1),
+                 _med(r["peak_rss_mb"], 0), _med(r.get("worker_peak_rss_mb"), 0)] for r in sc["rows"]]
+        lines += _table(["", "corpus", "hours", "seconds", "CPU s", "s per EEG hour", "MB EDF/s",
+                         "peak memory MB (all processes)", "largest worker MB"], rows)
+        fit = sc.get("fit") or {}
+        fits = {k: v for k, v in fit.items() if isinstance(v, dict)}
+        if fits:
+            names = list(next(iter(fits.values()))["estimates_s"])
+            lines += ["", "Straight line through the medians (seconds = intercept + slope x hours), extended "
+                          "to whole datasets:", ""]
+            lines += _table(["", "slope s per EEG hour", "intercept s", "peak RSS largest / 1x",
+                             *[f"{n}, this machine" for n in names]],
+                            [[k, f"{v['slope_s_per_hour']:.3f}", f"{v['intercept_s']:.2f}", _ratio(v["peak_growth"]),
+                              *[f"{v['estimates_s'][n] / 60:.1f} min" for n in names]] for k, v in fits.items()])
+            if "parallel_efficiency" in fit:
+                lines += ["", f"Parallel efficiency of the build on this machine: {fit['parallel_efficiency']:.2f} "
+                              "(one-process slope / (every-core slope x worker processes))."]
+        pr = sc.get("precision")
+        if pr:
+            lines += ["", f"float32 filtering: max |float32 - float64| over the cached channels of "
+                          f"{pr['recording']} ({pr['hours']:.2f} h) = {pr['max_abs_error_uv']:.4f} uV; at most "
+                          f"{pr['error_over_step']:.3f} of a channel's EDF quantization step."]
         lines.append("")
 
     ld = res.get("loader")

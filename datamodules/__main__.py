@@ -7,14 +7,18 @@ imports. To add one (the lead's ``cache``), add a line with :func:`lazy`::
     "cache": ("build the HDF5 cache", lazy("datamodules.cache", "add_arguments"),
               lazy("datamodules.cache", "run")),
 
-Exit codes: 0 success, 2 bad input (one sentence on stderr, never a traceback).
+Exit codes: 0 success, 2 bad input (one sentence on stderr naming the file or key, never a
+traceback), 1 an unexpected failure (one sentence too; ``--debug`` shows the traceback),
+130 interrupted.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
+import logging
 import sys
+import traceback
 from collections.abc import Callable
 
 from datamodules.recording import DatasetError
@@ -88,15 +92,20 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
               lazy("datamodules.synthetic", "add_arguments"), lazy("datamodules.synthetic", "run")),
     "cache": ("build (or update) the HDF5 cache of a dataset root",
               lazy("datamodules.cache", "add_arguments"), lazy("datamodules.cache", "run")),
+    "convert": ("write a dataset in another layout (SzCORE BIDS, TUSZ, Siena, SeizeIT)",
+                lazy("datamodules.convert", "add_arguments"), lazy("datamodules.convert", "run")),
 }
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The CLI parser; only ``command``'s arguments are registered (others import nothing)."""
     parser = argparse.ArgumentParser(prog="python -m datamodules", description=__doc__.split("\n")[0])
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="command", required=True)
     for name, (help_text, add_arguments, _) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the traceback of an error")
         if name == command:
             add_arguments(p)
     return parser
@@ -104,7 +113,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
     command = next((a for a in argv if not a.startswith("-")), None)
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     try:
         parser = build_parser(command if command in COMMANDS else None)
         args = parser.parse_args(argv)
@@ -112,12 +123,32 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `inspect ... | head` closed the pipe: not an error
         sys.stderr.close()
         return 0
-    except (DatasetError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (DatasetError, OSError, ValueError) as e:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {_sentence(e)}", file=sys.stderr)
         return 2
     except ImportError as e:
+        if debug:
+            traceback.print_exc()
         print(f"error: command {command!r} is unavailable ({e})", file=sys.stderr)
         return 2
+    except Exception as e:  # a bug: still one sentence, the traceback on request
+        if debug:
+            traceback.print_exc()
+        print(f"error: unexpected {type(e).__name__} in {command!r}: {_sentence(e)} "
+              "(run with --debug for the traceback, and please report it)", file=sys.stderr)
+        return 1
+
+
+def _sentence(e: BaseException) -> str:
+    """The exception as one line (OSError: with its file name)."""
+    if isinstance(e, OSError) and not isinstance(e, DatasetError) and e.filename:
+        return f"{e.filename}: {e.strerror or e}"
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 if __name__ == "__main__":

@@ -249,7 +249,7 @@ class LOSODataModule(pl.LightningDataModule):
     def recordings(self) -> list[Recording]:
         if self._recordings is None:
             from .sources import discover
-            self._recordings = discover(self.data_root)
+            self._recordings = discover(self.data_root, self.montage)
         return self._recordings
 
     def prepare_data(self) -> None:
@@ -262,10 +262,17 @@ class LOSODataModule(pl.LightningDataModule):
         if self.split is not None:
             return
         recs = self.recordings()
-        self.split = loso_split(sorted({r.patient for r in recs}), self.test_patient,
-                                self.val_patients, seed=self.seed)
         report = build_cache(recs, self.cache_dir, self.data_root, self.preprocessing, self.montage,
                              progress=self.progress)
+        if self.test_patient in report.empty:
+            reasons = "; ".join(why for rid, why in report.skipped
+                                if any(r.recording_id == rid and r.patient == self.test_patient for r in recs))
+            raise DatasetError(f"held-out patient {self.test_patient} has no usable recording ({reasons})")
+        # a patient whose every recording was skipped is left out of training and validation
+        patients = sorted({r.patient for r in recs} - set(report.empty))
+        for p in report.empty:
+            log.warning("patient %s has no usable recording; excluded from this study", p)
+        self.split = loso_split(patients, self.test_patient, self.val_patients, seed=self.seed)
         self._cache_files = dict(report.files)
         for patient, path in report.files.items():
             self.cached[patient] = list_recordings(path)

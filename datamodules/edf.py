@@ -72,6 +72,9 @@ class EdfHeader:
         Samples in one data record over all signals (annotation signals included).
     annotation_signals : int
         Number of EDF+ annotation signals skipped.
+    annotation_layout : tuple of (int, int)
+        ``(offset, samples)`` of each annotation signal inside a data record (int16 units), for
+        :func:`read_edf_annotations`.
     warnings : tuple of str
         Problems that did not stop parsing (each names the file).
     """
@@ -98,6 +101,7 @@ class EdfHeader:
     record_samples: int
     annotation_signals: int = 0
     warnings: tuple[str, ...] = ()
+    annotation_layout: tuple[tuple[int, int], ...] = ()
 
     @property
     def n_channels(self) -> int:
@@ -115,8 +119,10 @@ class EdfHeader:
     def microvolt_scale(self, channel: int) -> tuple[float, float]:
         """``(gain, offset)`` such that ``microvolts = gain * digital + offset``.
 
-        Raises DatasetError (naming the file and channel) for a non-voltage unit or an empty
-        digital range.
+        Raises DatasetError (naming the file and channel) for a non-voltage unit, an empty
+        digital range, or a physical range that gives no usable scale: equal minimum and
+        maximum (every sample would be the same value, a flat channel) or a range so wide that
+        the gain or the scaled samples are not finite in float32 (``+/-1e308`` would cache NaN).
         """
         label = self.labels[channel]
         unit = self.units[channel]
@@ -132,8 +138,31 @@ class EdfHeader:
                 "its samples cannot be scaled"
             )
         pmin, pmax = self.physical_min[channel], self.physical_max[channel]
-        gain = (pmax - pmin) / (dmax - dmin)
-        return gain * factor, (pmin - dmin * gain) * factor
+        if pmax == pmin:
+            raise DatasetError(
+                f"{self.path}: channel {label!r} has physical minimum = maximum = {pmin:g}; every "
+                "sample would scale to that value (a flat channel)"
+            )
+        with np.errstate(over="ignore", invalid="ignore"):
+            gain = (pmax - pmin) / (dmax - dmin) * factor
+            offset = (pmin - dmin * (pmax - pmin) / (dmax - dmin)) * factor
+            extremes = np.array([gain * dmin + offset, gain * dmax + offset], dtype=np.float64)
+        limit = float(np.finfo(np.float32).max) / 1e3  # headroom for filtering in float32
+        if (not (math.isfinite(gain) and math.isfinite(offset)) or gain == 0
+                or not np.all(np.abs(extremes) < limit)):
+            raise DatasetError(
+                f"{self.path}: channel {label!r} has physical range [{pmin:g}, {pmax:g}] {unit or 'uV'}, "
+                "which gives no finite scale (samples would be NaN or infinite)"
+            )
+        return gain, offset
+
+    def channel_problem(self, channel: int) -> str | None:
+        """Why samples of ``channel`` cannot be turned into microvolts, or None when they can."""
+        try:
+            self.microvolt_scale(channel)
+        except DatasetError as e:
+            return str(e)
+        return None
 
 
 def _number(raw: bytes, what: str, path: str, kind=float):
@@ -150,6 +179,23 @@ def _number(raw: bytes, what: str, path: str, kind=float):
         return value
     except (ValueError, OverflowError):
         raise DatasetError(f"{path}: corrupt EDF header: {what} is {text!r}, not a number") from None
+
+
+def _text(raw: bytes) -> str:
+    """A header text field. The EDF standard allows ASCII only, but writers put UTF-8 there
+    (``µV``, ``Référence``): read it as UTF-8 when it is valid UTF-8 (latin-1 would turn ``µV``
+    into ``Âµv`` and the unit would be refused), else as latin-1 (``\xb5V`` of older writers)."""
+    try:
+        return raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        pass
+    try:
+        return raw.decode("utf-8").strip()
+    except UnicodeDecodeError as e:
+        # a multi-byte character cut by the fixed field width: keep the valid part
+        if e.start >= len(raw.rstrip()) - 3 and e.reason == "unexpected end of data":
+            return raw[:e.start].decode("utf-8").strip()
+        return raw.decode("latin-1").strip()
 
 
 def _start(date: str, time: str) -> _dt.datetime | None:
@@ -185,6 +231,8 @@ def read_edf_header(path: str | os.PathLike) -> EdfHeader:
     try:
         with open(path, "rb") as f:
             fixed = f.read(256)
+            if not fixed:
+                raise DatasetError(f"{path}: empty file (0 bytes), not an EDF recording")
             if len(fixed) < 256:
                 raise DatasetError(
                     f"{path}: truncated EDF header ({len(fixed)} bytes, the fixed part needs 256)"
@@ -234,7 +282,7 @@ def read_edf_header(path: str | os.PathLike) -> EdfHeader:
     for name, width in _SIGNAL_FIELDS:
         fields[name] = [signal_bytes[pos + i * width: pos + (i + 1) * width] for i in range(ns)]
         pos += width * ns
-    labels_all = [b.decode("latin-1").strip() for b in fields["label"]]
+    labels_all = [_text(b) for b in fields["label"]]
     spr_all = [
         _number(b, f"samples per record of signal {i + 1} ({labels_all[i]!r})", path, int)
         for i, b in enumerate(fields["samples_per_record"])
@@ -267,21 +315,20 @@ def read_edf_header(path: str | os.PathLike) -> EdfHeader:
         extra = data_bytes - n_records * record_bytes
         if extra:
             warnings.append(f"{path}: {extra} bytes after the last data record ignored")
+    if n_records == 0:
+        warnings.append(f"{path}: the file holds no data records (0 s of signal)")
     if n_records and record_duration <= 0:
         raise DatasetError(
             f"{path}: data record duration is {record_duration} s; sampling rates are undefined"
         )
 
     keep = [i for i, lab in enumerate(labels_all) if lab != ANNOTATION_LABEL]
-    if file_type == "EDF+D":
-        warnings.append(
-            f"{path}: discontinuous EDF+ (EDF+D): data records are read back to back, "
-            "gaps between them are ignored"
-        )
+    if file_type.startswith("EDF+") and len(keep) == ns:
+        warnings.append(f"{path}: {file_type} file without an 'EDF Annotations' signal")
     offsets = np.concatenate([[0], np.cumsum(spr_all)[:-1]]).astype(int)
 
     def strs(name):
-        return tuple(fields[name][i].decode("latin-1").strip() for i in keep)
+        return tuple(_text(fields[name][i]) for i in keep)
 
     def nums(name, kind):
         return tuple(
@@ -302,8 +349,8 @@ def read_edf_header(path: str | os.PathLike) -> EdfHeader:
     return EdfHeader(
         path=path,
         file_type=file_type,
-        patient_field=text[8:88].strip(),
-        recording_field=text[88:168].strip(),
+        patient_field=_text(fixed[8:88]),
+        recording_field=_text(fixed[88:168]),
         start=start,
         header_bytes=header_bytes,
         n_records=int(n_records),
@@ -322,6 +369,7 @@ def read_edf_header(path: str | os.PathLike) -> EdfHeader:
         record_samples=int(record_samples),
         annotation_signals=ns - len(keep),
         warnings=tuple(warnings),
+        annotation_layout=tuple((int(offsets[i]), int(spr_all[i])) for i in range(ns) if i not in keep),
     )
 
 
@@ -407,6 +455,134 @@ def read_edf_signals(
     return np.ascontiguousarray(out[:, lo:lo + stop - start])
 
 
+@dataclass(frozen=True)
+class EdfAnnotation:
+    """One EDF+ annotation (a TAL entry): onset and duration in seconds from the file start."""
+
+    onset_s: float
+    duration_s: float | None
+    text: str
+
+
+@dataclass(frozen=True)
+class EdfAnnotations:
+    """What the ``EDF Annotations`` signals of an EDF+ file hold.
+
+    Attributes
+    ----------
+    record_onsets : numpy.ndarray
+        Onset of each data record in seconds from the file start (the time-keeping TAL that
+        opens each record; in EDF+C they follow each other, in EDF+D there may be gaps).
+    events : tuple of EdfAnnotation
+        Every annotation with a text, in file order.
+    """
+
+    record_onsets: np.ndarray
+    events: tuple[EdfAnnotation, ...]
+
+
+def _tal_number(text: str, path: str, record: int) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise DatasetError(f"{path}: data record {record}: EDF+ annotation time {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise DatasetError(f"{path}: data record {record}: EDF+ annotation time {text!r} is not finite")
+    return value
+
+
+def read_edf_annotations(path: str | os.PathLike, header: EdfHeader | None = None) -> EdfAnnotations:
+    """Read the EDF+ annotation signals: each data record's onset and the annotations.
+
+    Only the annotation bytes of each record are touched (a memory map of the data records).
+    A plain EDF file has records back to back from 0 and no annotations.
+
+    Raises
+    ------
+    DatasetError
+        Naming the file and data record: a record without its time-keeping annotation, a time
+        that is not a number, records whose onsets go backwards or overlap.
+    """
+    h = header if header is not None else read_edf_header(path)
+    path = str(path)
+    if not h.annotation_layout or h.n_records == 0:
+        return EdfAnnotations(np.arange(h.n_records) * h.record_duration_s, ())
+    data = np.memmap(path, dtype="<i2", mode="r", offset=h.header_bytes,
+                     shape=(h.n_records, h.record_samples))
+    onsets = np.empty(h.n_records, dtype=np.float64)
+    events: list[EdfAnnotation] = []
+    for k in range(h.n_records):
+        keeping = None
+        for offset, n in h.annotation_layout:
+            raw = data[k, offset:offset + n].tobytes()
+            for tal in raw.split(b"\x00"):
+                if not tal.strip(b"\x00"):
+                    continue
+                parts = tal.split(b"\x14")
+                stamp = parts[0].decode("latin-1")
+                onset_text, _, duration_text = stamp.partition("\x15")
+                onset = _tal_number(onset_text, path, k)
+                duration = _tal_number(duration_text, path, k) if duration_text else None
+                texts = [_text(t) for t in parts[1:] if t.strip()]
+                if keeping is None and not texts:
+                    keeping = onset  # the record's time-keeping TAL: "+onset\x14\x14"
+                    continue
+                if keeping is None:
+                    keeping = onset
+                events.extend(EdfAnnotation(onset, duration, t) for t in texts)
+        if keeping is None:
+            raise DatasetError(f"{path}: data record {k} has no EDF+ time-keeping annotation (no onset)")
+        onsets[k] = keeping
+    del data
+    step = np.diff(onsets)
+    if np.any(step < h.record_duration_s - 1e-6):
+        k = int(np.flatnonzero(step < h.record_duration_s - 1e-6)[0])
+        raise DatasetError(
+            f"{path}: EDF+ data record {k + 1} starts at {onsets[k + 1]:g} s, before record {k} "
+            f"({onsets[k]:g} s + {h.record_duration_s:g} s) ends; records out of order or overlapping"
+        )
+    return EdfAnnotations(onsets, tuple(events))
+
+
+@dataclass(frozen=True)
+class ContinuousPart:
+    """A run of data records with no gap between them: records ``[first, stop)`` starting at
+    ``onset_s`` seconds from the file start."""
+
+    first: int
+    stop: int
+    onset_s: float
+    record_duration_s: float
+
+    @property
+    def duration_s(self) -> float:
+        return (self.stop - self.first) * self.record_duration_s
+
+
+def continuous_parts(header: EdfHeader, record_onsets: np.ndarray) -> list[ContinuousPart]:
+    """Split a file's data records where one does not start when the previous one ends.
+
+    A gap shorter than half a sample of the fastest signal is not a gap (rounding of the
+    onsets written as text).
+    """
+    n = header.n_records
+    if n == 0:
+        return []
+    fastest = max(header.sfreqs) if header.sfreqs else 1.0
+    tolerance = 0.5 / fastest if fastest > 0 else 1e-6
+    breaks = np.flatnonzero(np.abs(np.diff(record_onsets) - header.record_duration_s) > tolerance) + 1
+    bounds = [0, *breaks.tolist(), n]
+    return [ContinuousPart(a, b, float(record_onsets[a]), header.record_duration_s)
+            for a, b in zip(bounds, bounds[1:])]
+
+
+def _tal_bytes(onset: float, duration: float | None, texts) -> bytes:
+    stamp = f"{onset:+.6f}".rstrip("0").rstrip(".")
+    if duration is not None:
+        stamp += "\x15" + f"{duration:.6f}".rstrip("0").rstrip(".")
+    return (stamp + "\x14" + "".join(f"{t}\x14" for t in texts)).encode("utf-8") + b"\x00"
+
+
 def write_edf(
     path: str | os.PathLike,
     signals_uv: np.ndarray,
@@ -418,11 +594,14 @@ def write_edf(
     physical_range: tuple[float, float] | None = None,
     patient_field: str = "X X X X",
     recording_field: str = "Startdate X X X X",
+    annotations=None,
+    record_onsets=None,
 ) -> None:
-    """Write a plain 16-bit EDF file (every signal at one rate, ``uV``).
+    """Write a 16-bit EDF (or EDF+) file, every signal at one rate, in ``uV``.
 
-    Used by tests and small synthetic corpora; labels are written verbatim (duplicates and
-    placeholders such as ``-`` allowed, as CHB-MIT files have them).
+    Used by tests, the synthetic corpus and ``python -m datamodules convert``; labels are
+    written verbatim (duplicates and placeholders such as ``-`` allowed, as CHB-MIT files have
+    them).
 
     Parameters
     ----------
@@ -440,6 +619,12 @@ def write_edf(
         Duration of one data record.
     physical_range : (float, float), optional
         Physical minimum and maximum for every channel; default: the data's, widened by 1 uV.
+    annotations : sequence of (onset_s, duration_s or None, text), optional
+        EDF+ annotations; with them (or ``record_onsets``) the file is EDF+ with an
+        ``EDF Annotations`` signal.
+    record_onsets : sequence of float, optional
+        Onset of each data record from the file start; when they leave gaps the file is
+        written as discontinuous EDF+ (EDF+D).
     """
     x = np.asarray(signals_uv, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] != len(labels):
@@ -450,16 +635,22 @@ def write_edf(
     spr = int(round(spr))
     if x.shape[1] % spr:
         raise ValueError(f"{x.shape[1]} samples do not fill whole records of {spr}")
-    if any(len(lab) > 16 for lab in labels):
+    if any(len(lab.encode("utf-8")) > 16 for lab in labels):
         raise ValueError("EDF labels are at most 16 characters")
     n_rec = x.shape[1] // spr
-    ns = len(labels)
+    plus = annotations is not None or record_onsets is not None
+    onsets = (np.arange(n_rec) * float(record_duration_s) if record_onsets is None
+              else np.asarray(record_onsets, dtype=np.float64))
+    if onsets.shape != (n_rec,):
+        raise ValueError(f"{len(onsets)} record onsets for {n_rec} data records")
+    discontinuous = bool(np.any(np.abs(np.diff(onsets) - record_duration_s) > 1e-9))
+    ns = len(labels) + (1 if plus else 0)
 
     def field(value, width):
-        s = str(value)
+        s = str(value).encode("utf-8") if not isinstance(value, bytes) else value
         if len(s) > width:
-            raise ValueError(f"EDF header field {s!r} longer than {width} characters")
-        return s.ljust(width).encode("latin-1")
+            raise ValueError(f"EDF header field {value!r} longer than {width} characters")
+        return s.ljust(width)
 
     def num(v, width=8):
         if isinstance(v, int):
@@ -470,7 +661,10 @@ def write_edf(
                 return field(s.rstrip("0").rstrip(".") if "." in s else s, width)
         raise ValueError(f"{v} does not fit an EDF header field of {width} characters")
 
-    pmin, pmax = physical_range if physical_range else (float(x.min()) - 1.0, float(x.max()) + 1.0)
+    if physical_range:
+        pmin, pmax = physical_range
+    else:
+        pmin, pmax = (float(x.min()) - 1.0, float(x.max()) + 1.0) if x.size else (-1.0, 1.0)
     # Scale with the values as the header text stores them, so a reader recovers the data.
     pmin, pmax = (float(num(float(v)).decode()) for v in (pmin, pmax))
     if pmax <= pmin:
@@ -479,25 +673,45 @@ def write_edf(
     digital = np.clip(np.round((x - pmin) / (pmax - pmin) * (dmax - dmin) + dmin), dmin, dmax)
     start = start or _dt.datetime(2000, 1, 1)
 
+    tal_records: list[bytes] = []
+    ann_spr = 0
+    if plus:
+        per_record: list[list[bytes]] = [[] for _ in range(n_rec)]
+        for k, (onset, duration, text) in enumerate(annotations or ()):
+            per_record[k % max(n_rec, 1)].append(_tal_bytes(float(onset), duration, [text])
+                                                 if n_rec else b"")
+        tal_records = [_tal_bytes(float(onsets[k]), None, [""]) + b"".join(per_record[k])
+                       for k in range(n_rec)]
+        ann_spr = max([len(t) for t in tal_records] + [32])
+        ann_spr = (ann_spr + 1) // 2
+
+    reserved = ("EDF+D" if discontinuous else "EDF+C") if plus else ""
     head = b"".join([
         field("0", 8), field(patient_field, 80), field(recording_field, 80),
         field(start.strftime("%d.%m.%y"), 8), field(start.strftime("%H.%M.%S"), 8),
-        num(256 * (ns + 1)), field("", 44), num(n_rec), num(float(record_duration_s)), num(ns, 4),
+        num(256 * (ns + 1)), field(reserved, 44), num(n_rec), num(float(record_duration_s)), num(ns, 4),
     ])
+    n_eeg = len(labels)
+    extra = 1 if plus else 0
     per_signal = [
-        [field(lab, 16) for lab in labels],
+        [field(lab, 16) for lab in labels] + [field(ANNOTATION_LABEL, 16)] * extra,
         [field("", 80)] * ns,
-        [field("uV", 8)] * ns,
-        [num(float(pmin))] * ns,
-        [num(float(pmax))] * ns,
+        [field("uV", 8)] * n_eeg + [field("", 8)] * extra,
+        [num(float(pmin))] * n_eeg + [num(-1)] * extra,
+        [num(float(pmax))] * n_eeg + [num(1)] * extra,
         [num(dmin)] * ns,
         [num(dmax)] * ns,
         [field("", 80)] * ns,
-        [num(spr)] * ns,
+        [num(spr)] * n_eeg + [num(ann_spr)] * extra,
         [field("", 32)] * ns,
     ]
-    data = digital.astype("<i2").reshape(ns, n_rec, spr).transpose(1, 0, 2)
+    data = digital.astype("<i2").reshape(n_eeg, n_rec, spr).transpose(1, 0, 2)
     with open(path, "wb") as f:
         f.write(head)
         f.write(b"".join(b"".join(col) for col in per_signal))
-        f.write(np.ascontiguousarray(data).tobytes())
+        if not plus:
+            f.write(np.ascontiguousarray(data).tobytes())
+            return
+        for k in range(n_rec):
+            f.write(np.ascontiguousarray(data[k]).tobytes())
+            f.write(tal_records[k].ljust(2 * ann_spr, b"\x00"))

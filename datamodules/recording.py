@@ -42,6 +42,21 @@ class Recording:
         Problems found while indexing, each naming the file.
     subject : str
         Dataset subject label as written (``chb21`` stays ``chb21`` here; ``patient`` merges).
+    meas_date : str or None
+        Start date and time of the recording (ISO format), from the EDF header.
+    seizure_types : tuple of str
+        BIDS-score ``eventType`` of each seizure (``sz_foc_ia``, ``sz_gen``...) when the dataset
+        says; empty when it does not (every seizure is then ``sz``).
+    bad_channels : tuple of int
+        Indices (into ``channels``) of channels whose samples cannot be used (no finite scale,
+        an empty digital range, a non-voltage unit on an EEG channel); the montage is built
+        without them or the recording is unusable (see :func:`datamodules.sources.montage_problem`).
+    records : (int, int) or None
+        Data records ``[first, stop)`` of the EDF file this recording covers, when it is one
+        continuous part of a discontinuous EDF+ (EDF+D) file; None for the whole file.
+    start_s : float
+        Onset of the first covered data record from the file start (0 for a whole file); seizure
+        times are relative to it.
     """
 
     patient: str
@@ -57,10 +72,18 @@ class Recording:
     warnings: tuple[str, ...] = ()
     subject: str = ""
     meas_date: str | None = field(default=None, compare=False)
+    seizure_types: tuple[str, ...] = ()
+    bad_channels: tuple[int, ...] = ()
+    records: tuple[int, int] | None = None
+    start_s: float = 0.0
 
     @property
     def n_seizures(self) -> int:
         return len(self.seizures)
+
+    def seizure_type(self, k: int) -> str:
+        """BIDS-score ``eventType`` of seizure ``k`` (``sz`` when the dataset does not say)."""
+        return self.seizure_types[k] if k < len(self.seizure_types) and self.seizure_types[k] else "sz"
 
     def with_(self, **changes) -> Recording:
         """A copy with some fields replaced (records are immutable)."""
@@ -81,6 +104,11 @@ class Recording:
             "soz_region": self.soz_region,
             "annotated": self.annotated,
             "warnings": list(self.warnings),
+            "meas_date": self.meas_date,
+            "seizure_types": [self.seizure_type(k) for k in range(self.n_seizures)],
+            "bad_channels": list(self.bad_channels),
+            "records": list(self.records) if self.records is not None else None,
+            "start_s": float(self.start_s),
         }
 
     @classmethod
@@ -98,6 +126,11 @@ class Recording:
             annotated=bool(d.get("annotated", True)),
             warnings=tuple(d.get("warnings", [])),
             subject=d.get("subject", d["patient"]),
+            meas_date=d.get("meas_date"),
+            seizure_types=tuple(d.get("seizure_types", ())),
+            bad_channels=tuple(int(i) for i in d.get("bad_channels", ())),
+            records=tuple(d["records"]) if d.get("records") is not None else None,
+            start_s=float(d.get("start_s", 0.0)),
         )
 
 

@@ -8,7 +8,14 @@ import mne
 import numpy as np
 import pytest
 
-from datamodules.edf import EdfHeader, read_edf_header, read_edf_signals, write_edf
+from datamodules.edf import (
+    EdfHeader,
+    continuous_parts,
+    read_edf_annotations,
+    read_edf_header,
+    read_edf_signals,
+    write_edf,
+)
 from datamodules.recording import DatasetError
 from eeg.montage import CHBMIT_23
 
@@ -136,12 +143,66 @@ def test_trailing_bytes_warned(written):
     assert h.n_records == 5 and any("10 bytes after" in w for w in h.warnings)
 
 
-def test_edf_plus_discontinuous_warned(written):
-    path, _ = written
-    patch(path, 192, "EDF+D")
+def test_edf_plus_d_record_onsets_parts_and_annotations(tmp_path):
+    import edfio
+
+    x = np.random.default_rng(4).normal(0, 30, (2, 256 * 6))
+    path = tmp_path / "d.edf"
+    write_edf(path, x, 256, ["Fp1-F7", "F7-T3"], record_onsets=[0, 1, 2, 10.5, 11.5, 12.5],
+              annotations=[(1.5, 2.0, "sz"), (11.0, None, "Résumé")])
     h = read_edf_header(path)
-    assert h.file_type == "EDF+D"
-    assert any("discontinuous" in w for w in h.warnings)
+    assert h.file_type == "EDF+D" and h.annotation_signals == 1 and h.labels == ("Fp1-F7", "F7-T3")
+    ann = read_edf_annotations(path, h)
+    np.testing.assert_array_equal(ann.record_onsets, [0, 1, 2, 10.5, 11.5, 12.5])
+    assert [(e.onset_s, e.duration_s, e.text) for e in ann.events] == [(1.5, 2.0, "sz"), (11.0, None, "Résumé")]
+    parts = continuous_parts(h, ann.record_onsets)
+    assert [(p.first, p.stop, p.onset_s, p.duration_s) for p in parts] == [(0, 3, 0.0, 3.0), (3, 6, 10.5, 3.0)]
+    back = edfio.read_edf(path)  # an independent reader agrees on annotations and samples
+    assert [(a.onset, a.duration, a.text) for a in back.annotations] == [(1.5, 2.0, "sz"), (11.0, None, "Résumé")]
+    np.testing.assert_allclose(read_edf_signals(path, [0, 1], header=h), x, atol=0.01)
+
+
+def test_edf_plus_records_out_of_order_raise(tmp_path):
+    path = tmp_path / "bad.edf"
+    write_edf(path, np.zeros((1, 256 * 3)), 256, ["Fp1-F7"], record_onsets=[0, 5, 4.5])
+    with pytest.raises(DatasetError, match="record 2 starts at 4.5 s, before record 1"):
+        read_edf_annotations(path)
+
+
+def test_plain_edf_has_back_to_back_records(written):
+    path, _ = written
+    ann = read_edf_annotations(path)
+    np.testing.assert_array_equal(ann.record_onsets, np.arange(5.0))
+    assert ann.events == ()
+
+
+@pytest.mark.parametrize("pmin, pmax, message", [
+    ("-1e308", "1e308", "no finite scale"), ("800", "800", "physical minimum = maximum = 800"),
+    ("-1e38", "1e38", "no finite scale"),
+])
+def test_scales_that_are_not_finite_or_flat_are_refused(written, pmin, pmax, message):
+    path, _ = written
+    ns = 4
+    base = 256 + ns * (16 + 80 + 8)
+    patch(path, base, pmin.ljust(8))
+    patch(path, base + ns * 8, pmax.ljust(8))
+    h = read_edf_header(path)
+    assert message in h.channel_problem(0) and h.channel_problem(1) is None
+    with pytest.raises(DatasetError, match=message) as err:
+        read_edf_signals(path, [0], header=h)
+    assert str(path) in str(err.value) and "'FP1-F7'" in str(err.value)
+
+
+def test_empty_and_recordless_files(tmp_path, written):
+    empty = tmp_path / "empty.edf"
+    empty.write_bytes(b"")
+    with pytest.raises(DatasetError, match="empty file \\(0 bytes\\)"):
+        read_edf_header(empty)
+    path, _ = written
+    h = read_edf_header(path)
+    path.write_bytes(path.read_bytes()[:h.header_bytes])
+    h = read_edf_header(path)
+    assert h.n_records == 0 and any("no data records (0 s of signal)" in w for w in h.warnings)
 
 
 @pytest.mark.parametrize(

@@ -108,3 +108,46 @@ def test_subcommands_registered_and_synth_lazy():
     sys.modules.pop("datamodules.synthetic", None)
     cli_module.build_parser("inspect").parse_args(["inspect", str(REAL)])
     assert "datamodules.synthetic" not in sys.modules
+
+
+# ----------------------------------------------------------------------------- every command's errors
+def one_sentence(p: subprocess.CompletedProcess, code: int = 2) -> str:
+    assert p.returncode == code, (p.returncode, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in p.stderr, p.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("args, where", [
+    (("synth", "{tmp}/s", "--patients", "0"), "n_patients"),
+    (("synth", "{tmp}/x.txt"), "x.txt"),
+    (("cache", "{tmp}/nope"), "nope does not exist"),
+    (("cache", str(REAL), "--cache-dir", "{tmp}/x.txt"), "x.txt"),
+    (("cache", str(REAL), "--cache-dir", "{tmp}/c", "--patients", "chb99"), "chb99"),
+    (("cache", str(REAL), "--cache-dir", "{tmp}/c", "--jobs", "0"), "n_jobs must be >= 1"),
+    (("convert", "{tmp}/nope", "--to", "bids", "{tmp}/o"), "nope does not exist"),
+    (("convert", str(REAL), "--to", "bids", "{tmp}/x.txt"), "x.txt already exists"),
+    (("inspect", "{tmp}/x.txt"), "x.txt is not a directory"),
+])
+def test_every_command_error_is_one_sentence(tmp_path, args, where):
+    (tmp_path / "x.txt").write_text("not a folder")
+    line = one_sentence(cli(*(a.format(tmp=tmp_path) for a in args)))
+    assert where in line
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    p = cli("inspect", str(tmp_path / "nope"), "--debug")
+    assert p.returncode == 2 and "Traceback" in p.stderr and p.stderr.strip().endswith("does not exist")
+
+
+def test_unexpected_failure_is_one_sentence_exit_1(capsys, monkeypatch):
+    from datamodules import __main__ as cli_module
+
+    def broken(args):
+        raise RuntimeError("something\nbroke")
+
+    monkeypatch.setitem(cli_module.COMMANDS, "inspect", ("x", cli_module.inspect_arguments, broken))
+    assert cli_module.main(["inspect", str(REAL)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unexpected RuntimeError in 'inspect': something broke" in err
+    assert "--debug" in err

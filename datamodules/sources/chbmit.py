@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datamodules.recording import DatasetError, Recording
-from datamodules.sources._common import header_facts, seizure_warnings
+from datamodules.sources._common import header_facts, read_text, seizure_warnings
 
 LAYOUT = "chbmit"
 
@@ -179,10 +179,7 @@ def parse_summary(path: str | os.PathLike) -> Summary:
         no seizure count, an EDF listed twice with different contents.
     """
     path = str(path)
-    try:
-        text = Path(path).read_text(encoding="latin-1")
-    except OSError as e:
-        raise DatasetError(f"{path}: cannot read summary ({e.strerror or e})") from None
+    text = read_text(path, "summary")
     sfreq: float | None = None
     channels: list[str] = []
     channels_frozen: tuple[str, ...] = ()
@@ -270,10 +267,7 @@ class SubjectInfo:
 def read_subject_info(path: str | os.PathLike) -> dict[str, SubjectInfo]:
     """Read CHB-MIT's ``SUBJECT-INFO`` (tab-separated, ages space-padded; chb24 is absent)."""
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="latin-1").splitlines()
-    except OSError as e:
-        raise DatasetError(f"{path}: cannot read ({e.strerror or e})") from None
+    lines = read_text(path, "subject table").splitlines()
     out: dict[str, SubjectInfo] = {}
     for number, line in enumerate(lines, start=1):
         cells = [c.strip() for c in line.split("\t")]
@@ -294,8 +288,8 @@ def _read_records_list(path: Path) -> set[str] | None:
     if not path.is_file():
         return None
     try:
-        return {ln.strip() for ln in path.read_text(encoding="latin-1").splitlines() if ln.strip()}
-    except OSError:
+        return {ln.strip() for ln in read_text(path, "records list").splitlines() if ln.strip()}
+    except DatasetError:
         return None
 
 
@@ -436,4 +430,5 @@ def _recording(edf: Path, folder: Path, found, summaries: list[Summary], root: P
         warnings=tuple(warnings),
         subject=subject,
         meas_date=facts.meas_date,
+        bad_channels=facts.bad_channels,
     )
