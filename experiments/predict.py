@@ -12,7 +12,7 @@ own rate is read and resampled).
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,14 +43,14 @@ def _data_spec(module) -> dict:
 
 
 def predict_recording(module, edf: str | Path, post: PostprocessConfig, batch_size: int = 256):
-    """Window probabilities and events of one EDF file; returns (Prediction, signal, sfreq, channels)."""
+    """Window probabilities and events of one EDF file (an EDF+D file part by part, at each part's
+    own time); returns (Prediction, signal, sfreq, channels, signal_start_s): the signal is the
+    harmonized, preprocessed part holding the highest probability, for the panel."""
     from datamodules.cache import load_harmonized
     from datamodules.preprocessing import PreprocessingConfig
     from datamodules.recording import DatasetError, Recording
     from datamodules.sources._common import header_facts
     from eeg.montage import MontageError
-
-    from .predictions import collect_predictions
 
     edf = Path(edf)
     data = _data_spec(module)
@@ -65,12 +65,41 @@ def predict_recording(module, edf: str | Path, post: PostprocessConfig, batch_si
         raise PredictError(f"{edf} holds no samples (0 data records)")
     rec = Recording(patient="user", recording_id=edf.stem, path=str(edf), duration_s=facts.duration_s,
                     sfreq=facts.sfreq, channels=tuple(facts.channels))
-    try:
-        x, sfreq = load_harmonized(rec, channels, PreprocessingConfig.from_mapping(pre))
-    except MontageError as e:
-        raise PredictError(f"{edf} cannot give the model's {len(channels)}-channel montage: {e}") from None
-    except DatasetError as e:
-        raise PredictError(str(e)) from None
+    from datamodules.sources import split_discontinuous
+
+    parts = split_discontinuous(rec)  # EDF+D: each continuous part on its own, at its own time
+    times, probs, events, best = [], [], [], None
+    for part in parts:
+        try:
+            x, sfreq = load_harmonized(part, channels, PreprocessingConfig.from_mapping(pre))
+        except MontageError as e:
+            raise PredictError(f"{edf} cannot give the model's {len(channels)}-channel montage: {e}") from None
+        except DatasetError as e:
+            raise PredictError(str(e)) from None
+        t, prob, step_s = _window_probabilities(module, x, sfreq, data, part, batch_size)
+        if t is None:
+            if len(parts) == 1:
+                raise PredictError(f"{edf} lasts {x.shape[1] / sfreq:.1f} s, shorter than one model input")
+            continue  # a part shorter than one input is not scored
+        offset = float(part.start_s)
+        events += [replace(e, onset_s=e.onset_s + offset, offset_s=e.offset_s + offset)
+                   for e in probabilities_to_events(t, prob, step_s, post, x.shape[1] / sfreq)]
+        times.append(t + offset)
+        probs.append(prob)
+        if best is None or (prob.size and prob.max() > best[0]):
+            best = (float(prob.max()) if prob.size else 0.0, x, sfreq, offset)
+    if best is None:
+        raise PredictError(f"{edf}: no continuous part is as long as one model input")
+    _, x, sfreq, offset = best
+    pred = Prediction(rec.recording_id, float(facts.duration_s), np.concatenate(times), np.concatenate(probs), events)
+    return pred, x, sfreq, channels, offset
+
+
+def _window_probabilities(module, x: np.ndarray, sfreq: float, data: dict, rec, batch_size: int):
+    """(start_s, probability, window step) of every whole model input of ``x``; (None, None, None)
+    when ``x`` is shorter than one input."""
+    from .predictions import collect_predictions
+
     model = module.model
     if hasattr(model, "n_windows"):  # SZLoc: clips of n_windows x 1 s
         n = int(model.n_windows * model.window_samples)
@@ -79,7 +108,7 @@ def predict_recording(module, edf: str | Path, post: PostprocessConfig, batch_si
         n = int(round(float(data["window_s"]) * sfreq))
         step_s = n / sfreq
     if x.shape[1] < n:
-        raise PredictError(f"{edf} lasts {x.shape[1] / sfreq:.1f} s, shorter than one model input ({n / sfreq:.1f} s)")
+        return None, None, None
     starts = np.arange(0, x.shape[1] - n + 1, n)
     # each module's own predict_step turns inputs into per-window probabilities (LSN: one per
     # window; SZLoc: one per 1 s window of each clip), collected the way the runner does
@@ -92,9 +121,7 @@ def predict_recording(module, edf: str | Path, post: PostprocessConfig, batch_si
                      "start_s": torch.from_numpy((chunk / sfreq).astype(np.float32))}
             batches.append(module.predict_step(batch, i // batch_size))
     table = collect_predictions(batches)
-    t, prob = np.asarray(table["start_s"], dtype=float), np.asarray(table["probability"], dtype=float)
-    events = probabilities_to_events(t, prob, step_s, post, x.shape[1] / sfreq)
-    return Prediction(rec.recording_id, x.shape[1] / sfreq, t, prob, events), x, sfreq, channels
+    return (np.asarray(table["start_s"], dtype=float), np.asarray(table["probability"], dtype=float), step_s)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -150,7 +177,7 @@ def run(args) -> int:
         threshold = 0.5
     stored["threshold"] = float(threshold)
     post = PostprocessConfig(**{k: v for k, v in stored.items() if k in PostprocessConfig.__dataclass_fields__})
-    pred, x, sfreq, channels = predict_recording(module, edf, post)
+    pred, x, sfreq, channels, x_start = predict_recording(module, edf, post)
     write_events_tsv(out, pred.events, pred.duration_s)
     if args.probabilities:
         with open(args.probabilities, "w") as fh:
@@ -165,13 +192,15 @@ def run(args) -> int:
 
         centre = pred.events[int(np.argmax([e.confidence for e in pred.events]))].onset_s if pred.events \
             else float(pred.start_s[int(np.argmax(pred.probability))]) if pred.probability.size else 0.0
-        a = max(0, int((centre - 30) * sfreq))
-        b = min(x.shape[1], int((centre + 60) * sfreq))
+        a = max(0, int((centre - x_start - 30) * sfreq))
+        b = min(x.shape[1], int((centre - x_start + 60) * sfreq))
+        if b - a < int(10 * sfreq):  # the strongest event lies in another part: show this part's start
+            a, b = 0, min(x.shape[1], int(90 * sfreq))
         maps = module.activation_maps(x[:, a:b], sfreq, channels)
         if maps is None:
             print("this model gives no activation maps; no panel written")
         else:
-            fig = render_activation_panel(x[:, a:b], sfreq, channels, maps, segment_start_s=a / sfreq,
+            fig = render_activation_panel(x[:, a:b], sfreq, channels, maps, segment_start_s=x_start + a / sfreq,
                                           onset_s=centre if pred.events else None,
                                           recording_id=pred.recording)
             print(f"panel -> {save_panel(fig, args.panel)}")

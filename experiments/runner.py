@@ -18,6 +18,7 @@ import signal
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -63,6 +64,7 @@ class _Signals:
     def __init__(self):
         self.received: int | None = None
         self.in_trainer = False
+        self.deferring = False
         self._previous: dict = {}
 
     def __enter__(self):
@@ -79,11 +81,27 @@ class _Signals:
 
     def _handle(self, signum, frame):
         self.received = signum
+        if self.deferring:
+            return  # raised when the block that must not be cut in half ends
         if self.in_trainer:
             if signum == signal.SIGINT:
                 raise KeyboardInterrupt  # Lightning shuts down gracefully, then exits: caught below
             return  # SIGTERM: Lightning's own handler stops the loop at the next batch
         raise Interrupted(signum)
+
+
+    @contextmanager
+    def deferred(self):
+        """Run a block that must not be cut in half (library code that swallows or rewraps
+        exceptions, a file written in steps); a signal received meanwhile stops the study right
+        after it."""
+        before, self.deferring = self.deferring, True
+        try:
+            yield
+        finally:
+            self.deferring = before
+        if not before and self.received is not None and self._previous:
+            raise Interrupted(self.received)
 
 
 SIGNALS = _Signals()
@@ -140,16 +158,19 @@ def prepare_data(cfg: DictConfig) -> list[str]:
     root = Path(cfg.data_root)
     if uses_synthetic(cfg):
         ensure_synthetic(cfg)
-    recordings = discover(root)
+    montage = tuple(cfg.data.montage)
+    recordings = discover(root, montage)  # patients that cannot give the montage are left out, with why
     patients = sorted({r.patient for r in recordings})
+    report = build_cache(recordings, cfg.cache_dir, root, PreprocessingConfig.from_mapping(cfg.data.preprocessing),
+                         montage, progress=bool(cfg.trainer.get("enable_progress_bar", True)))
+    for p in report.empty:  # nothing of theirs survived the cache (unreadable, flat, ...): no fold, no data
+        print(f"warning: patient {p} has no usable recording in the cache; left out of the study", flush=True)
+    patients = [p for p in patients if p not in report.empty]
     folds = list(cfg.folds) if cfg.folds else patients
     unknown = [f for f in folds if f not in patients]
     if unknown:
-        raise ConfigError(f"fold(s) {', '.join(unknown)} are not patients of {root} "
+        raise ConfigError(f"fold(s) {', '.join(unknown)} are not usable patients of {root} "
                           f"(patients: {', '.join(patients)})")
-    data = cfg.data
-    build_cache(recordings, cfg.cache_dir, root, PreprocessingConfig.from_mapping(data.preprocessing),
-                tuple(data.montage), progress=bool(cfg.trainer.get("enable_progress_bar", True)))
     return folds
 
 
@@ -163,7 +184,8 @@ def run_experiment(cfg: DictConfig, force_new: bool = False) -> int:
     t0 = time.time()
     with SIGNALS:
         try:
-            folder = open_run(cfg, force_new)
+            with SIGNALS.deferred():
+                folder = open_run(cfg, force_new)
             with folder.lock():
                 folds = prepare_data(cfg)
                 print(f"run {cfg.name}/{cfg.run_id}: {len(folds)} fold(s) -> {folder.path}", flush=True)

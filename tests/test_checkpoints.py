@@ -181,3 +181,21 @@ def test_predict_bad_inputs_are_one_sentence(model_ckpt, tmp_path, capsys):
         code = main(["predict", *args])
         err = capsys.readouterr().err
         assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, (args, err)
+
+
+def test_predict_places_each_part_of_an_edf_plus_d_file_at_its_own_time(model_ckpt, tmp_path, capsys):
+    """EDF+D: two continuous parts of 60 s with a 100 s gap; probabilities and events are placed
+    on the file's own clock, not concatenated over the gap."""
+    from datamodules.edf import write_edf
+    from experiments.__main__ import main
+
+    g = np.random.default_rng(0)
+    x = g.normal(0, 15, (18, 120 * 256)).astype(np.float32)
+    onsets = [float(k) for k in range(60)] + [float(160 + k) for k in range(60)]
+    edf = tmp_path / "gap.edf"
+    write_edf(edf, x, SF, list(DOUBLE_BANANA), record_onsets=onsets)
+    probs = tmp_path / "p.csv"
+    assert main(["predict", "--ckpt", str(model_ckpt), "--edf", str(edf), "--out", str(tmp_path / "e.tsv"),
+                 "--probabilities", str(probs)]) == 0
+    starts = np.loadtxt(probs, delimiter=",", skiprows=1)[:, 0]
+    assert len(starts) == 60 and starts[29] == 58.0 and starts[30] == 160.0  # the second part after the gap

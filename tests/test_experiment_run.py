@@ -133,7 +133,7 @@ def test_resumed_run_completes_and_writes_everything(study):
         hyps = sorted((fold / "hypotheses").glob("*_events.tsv"))
         assert hyps and hyps[0].read_text().startswith("onset\tduration\teventType\tconfidence")
         assert list((fold / "panels").glob("test_*.png")), "an ECAM panel of the held-out seizure"
-        pe = summary["per_patient"][p]["event"]
+        pe = summary["methods"][summary["model"]]["per_patient"][p]["event"]
         assert pe["ref"] >= 1 and set(pe) >= {"sensitivity", "precision", "f1", "fp_per_24h"}
     assert "mean ± sd" in (run / "summary.md").read_text()
     html = (run / "report.html").read_text()

@@ -27,7 +27,7 @@ def test_tiny_sweep_through_slurm(slurm_cluster, tmp_path):
     run = tmp_path / "runs/smoke/s1"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["folds_ok"] == ["chb01", "chb02", "chb03"] and not summary["folds_failed"]
-    assert summary["aggregate"]["event"]["pooled"]["ref"] >= 3
+    assert summary["methods"][summary["model"]]["aggregate"]["event"]["pooled"]["ref"] >= 3
     logs = list((run / "jobs").glob("*_log.out"))
     assert len(logs) == 3, "one SLURM array task per fold"
     sweep = yaml.safe_load((run / "wandb_sweep.yaml").read_text())
