@@ -134,6 +134,7 @@ def prepare_data(cfg: DictConfig) -> list[str]:
     from datamodules.cache import build_cache
     from datamodules.preprocessing import PreprocessingConfig
     from datamodules.sources import discover
+    from eeg.montage import montage_channels
 
     from .config import ConfigError
 
@@ -149,7 +150,7 @@ def prepare_data(cfg: DictConfig) -> list[str]:
                           f"(patients: {', '.join(patients)})")
     data = cfg.data
     build_cache(recordings, cfg.cache_dir, root, PreprocessingConfig.from_mapping(data.preprocessing),
-                tuple(data.montage), progress=bool(cfg.trainer.get("enable_progress_bar", True)))
+                montage_channels(data.montage), progress=bool(cfg.trainer.get("enable_progress_bar", True)))
     return folds
 
 
