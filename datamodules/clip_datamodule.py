@@ -1,6 +1,7 @@
 """Leave-one-patient-out clips for SZLoc: N consecutive 1 s windows around seizure onsets
-(training: the onset at a random window; evaluation: at a fixed one) plus background clips;
-prediction covers every second of every held-out recording with consecutive clips."""
+(training: the onset at a random window; evaluation: at a fixed one), background clips, and a
+share of training clips drawn anywhere in the recordings (as prediction sees them); prediction
+covers every second of every held-out recording with consecutive clips."""
 from __future__ import annotations
 
 from torch.utils.data import ConcatDataset, DataLoader
@@ -46,10 +47,25 @@ class LOSOClipDataModule(LOSODataModule):
     Validation and test clips are seizure clips with the onset at a fixed window plus evenly
     spread background clips; predict tiles the held-out recordings. ``window_s`` is the 1 s
     scoring window (probabilities are per window).
+
+    Parameters
+    ----------
+    n_windows : int
+        Windows per clip (45 as in the re-implementation).
+    background_per_seizure : float
+        Background clips (away from every seizure) per seizure clip.
+    recording_share : float
+        Share of the training clips drawn at random positions across the whole training
+        recordings, labelled per window (half uniform over time, half overlapping a seizure at a
+        random offset; :class:`~datamodules.clips.SeizureClipIndex`), so the detection head also
+        learns from what it is scored on: consecutive clips tiling whole recordings. 0: onset
+        and background clips only (the re-implementation).
+    train_repeats : int
+        Each seizure seen this many times per epoch (a new draw each time).
     """
 
     def __init__(self, *args, n_windows: int = 45, background_per_seizure: float = 2.0,
-                 window_s: float = 1.0, train_repeats: int = 1, **kwargs):
+                 recording_share: float = 0.25, window_s: float = 1.0, train_repeats: int = 1, **kwargs):
         super().__init__(*args, window_s=window_s, **kwargs)
         if int(n_windows) < 2:
             raise ValueError(f"n_windows must be at least 2 (a clip spans several windows), got {n_windows!r}")
@@ -57,6 +73,9 @@ class LOSOClipDataModule(LOSODataModule):
             raise ValueError(f"train_repeats must be at least 1, got {train_repeats!r}")
         if float(background_per_seizure) < 0:
             raise ValueError(f"background_per_seizure must be >= 0, got {background_per_seizure!r}")
+        if not 0.0 <= float(recording_share) < 1.0:
+            raise ValueError(f"recording_share must be in [0, 1), got {recording_share!r}")
+        self.recording_share = float(recording_share)
         self.n_windows = int(n_windows)
         self.train_repeats = max(1, int(train_repeats))
         self.background_per_seizure = float(background_per_seizure)
@@ -72,7 +91,8 @@ class LOSOClipDataModule(LOSODataModule):
 
     def _index_split(self, name: str, patients, recordings) -> None:
         index = SeizureClipIndex(recordings, n_windows=self.n_windows, window_s=self.window_s,
-                                 background_ratio=self.background_per_seizure, train=name == "train")
+                                 background_ratio=self.background_per_seizure,
+                                 recording_share=self.recording_share, train=name == "train")
         if index.n_seizure_clips == 0 and name != "test":
             raise DatasetError(f"the {name} split ({', '.join(patients)}) has no seizure to build clips around")
         self._clip_index[name] = index

@@ -1,10 +1,18 @@
-"""Clips for SZLoc: N consecutive windows around a seizure onset (or far from any seizure).
+"""Clips for SZLoc: N consecutive windows around a seizure onset (or far from any seizure, or
+anywhere in a recording).
 
 SZLoc (Craley et al., MIDL 2022) learns from clips, not single windows: 45 consecutive 1 s
 windows with the marked onset placed at a random window in 16-29 during training (the model must
 find the onset itself, and the detection loss ignores the uncertain band around it), at a fixed
 window (22, the middle) for evaluation. Background clips (no seizure anywhere in the clip, nor
 within ``background_guard_s`` of it) teach detection what seizure-free EEG looks like.
+
+Detection is scored on consecutive clips that tile whole recordings, where onsets fall at any
+window, clips start deep inside long seizures or hold their end, and EEG right next to a seizure
+is common. ``recording_share`` adds training clips drawn like that: at random positions, labelled
+per window, half of them uniformly over the recordings' time, half overlapping an annotated
+seizure at a uniformly random offset (uniform time alone would almost never show a seizure's
+middle or end, with seizures about 1 % of the EEG).
 
 Clips are index entries over the continuous signals of the HDF5 cache (:mod:`datamodules.cache`);
 :class:`ClipDataset` reads them through :class:`datamodules.cache.SignalReader` (opened lazily in
@@ -43,12 +51,16 @@ class Clip:
         First sample of the clip in the recording.
     onset_s : float or None
         Marked onset (seconds from the recording start) of the seizure the clip is built around;
-        None for background clips.
+        None for background clips and clips drawn anywhere.
+    anywhere : bool
+        Drawn at a random position of the recordings (``recording_share``): it may hold any part
+        of a seizure; its windows' onset distances are to the nearest marked onset.
     """
 
     recording: int
     start: int
     onset_s: float | None
+    anywhere: bool = False
 
     @property
     def is_seizure_clip(self) -> bool:
@@ -75,6 +87,10 @@ class SeizureClipIndex:
         Background clips per seizure clip.
     background_guard_s : float
         Background clips keep this far from any annotated seizure (peri-ictal EEG is neither).
+    recording_share : float
+        Share of the training clips drawn at random positions across the whole recordings
+        (see the module docstring), in [0, 1); 0.25 adds one such clip per three onset and
+        background clips. Training only (``train=False`` ignores it).
     train : bool
         True: onset positions and background clips are drawn anew at every access (each epoch);
         False: fixed positions, the same every time.
@@ -90,7 +106,7 @@ class SeizureClipIndex:
     def __init__(self, recordings, n_windows: int = 45, window_s: float = 1.0,
                  onset_windows: tuple[int, int] = (16, 29), eval_onset_window: int = 22,
                  background_ratio: float = 1.0, background_guard_s: float = 10.0,
-                 train: bool = True):
+                 recording_share: float = 0.0, train: bool = True):
         lo, hi = onset_windows
         if not 0 <= lo <= hi < n_windows:
             raise ValueError(f"onset_windows {onset_windows} must lie within 0..{n_windows - 1}")
@@ -98,6 +114,8 @@ class SeizureClipIndex:
             raise ValueError(f"eval_onset_window {eval_onset_window} must lie within 0..{n_windows - 1}")
         if background_ratio < 0:
             raise ValueError(f"background_ratio must be >= 0, got {background_ratio}")
+        if not 0.0 <= float(recording_share) < 1.0:
+            raise ValueError(f"recording_share must be in [0, 1), got {recording_share}")
         recs = tuple(r for r in recordings if r.annotated)
         if not recs:
             raise DatasetError("no annotated recordings to cut clips from")
@@ -119,6 +137,7 @@ class SeizureClipIndex:
 
         warnings: list[str] = []
         seizures: list[tuple[int, float]] = []
+        intervals: list[tuple[int, float, float]] = []
         for i, r in enumerate(recs):
             for on, off in r.seizures:
                 if not (0 <= on < r.duration_s) or off < on:
@@ -130,7 +149,9 @@ class SeizureClipIndex:
                                     f"{on:.1f} s gives no clip")
                     continue
                 seizures.append((i, float(on)))
+                intervals.append((i, float(on), float(off)))
         self.seizures: tuple[tuple[int, float], ...] = tuple(seizures)
+        self._intervals = tuple(intervals)
         self._spans = self._background_spans()  # (recording, first start, end start exclusive)
         lengths = np.array([b - a for _, a, b in self._spans], dtype=np.int64)
         self._cum = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -140,6 +161,13 @@ class SeizureClipIndex:
                             "clips are seizure clips only")
             n_bg = 0
         self.n_background = n_bg
+        # clips drawn anywhere: every valid start of every recording long enough for a clip
+        self._starts = np.array([max(0, r.n_samples - self.n_samples + 1) for r in recs], dtype=np.int64)
+        self._starts_cum = np.concatenate([[0], np.cumsum(self._starts)]).astype(np.int64)
+        share = float(recording_share) if self.train else 0.0
+        n_fixed = self.n_seizure_clips + n_bg
+        self.n_anywhere = int(round(share / (1.0 - share) * n_fixed)) if self._starts_cum[-1] > 0 else 0
+        self.recording_share = share
         self.warnings: tuple[str, ...] = tuple(warnings)
 
     # -- sizes ------------------------------------------------------------------------------
@@ -148,12 +176,12 @@ class SeizureClipIndex:
         return len(self.seizures)
 
     def __len__(self) -> int:
-        return self.n_seizure_clips + self.n_background
+        return self.n_seizure_clips + self.n_background + self.n_anywhere
 
     # -- clips ------------------------------------------------------------------------------
     def clip(self, i: int) -> Clip:
-        """Clip ``i`` (seizure clips first, then background). In training mode each call draws
-        a new position from torch's global RNG."""
+        """Clip ``i`` (seizure clips first, then background, then clips drawn anywhere). In
+        training mode each call draws a new position from torch's global RNG."""
         if not 0 <= i < len(self):
             raise IndexError(f"clip {i} out of range ({len(self)} clips)")
         if i < self.n_seizure_clips:
@@ -168,12 +196,29 @@ class SeizureClipIndex:
             last = self.recordings[rec].n_samples - self.n_samples
             return Clip(rec, int(min(max(start, 0), last)), onset_s)
         j = i - self.n_seizure_clips
+        if j >= self.n_background:
+            return self._anywhere()
         total = int(self._cum[-1])
         # eval: evenly spread over all seizure-free starts (deterministic); train: anywhere
         pos = _randint(0, total) if self.train else int((j + 0.5) * total / self.n_background)
         s = int(np.searchsorted(self._cum, pos, side="right") - 1)
         rec, a, _ = self._spans[s]
         return Clip(rec, int(a + pos - self._cum[s]), None)
+
+    def _anywhere(self) -> Clip:
+        """A clip at a random position: with probability 1/2 overlapping a random annotated
+        seizure (uniform offset, so onset, middle and end all appear), else uniform over time."""
+        usable = [k for k, (rec, _, _) in enumerate(self._intervals) if self._starts[rec] > 0]
+        if usable and _randint(0, 2) == 0:
+            rec, on, off = self._intervals[usable[_randint(0, len(usable))]]
+            a = int(np.floor(on * self.sfreq)) - self.n_samples + 1
+            b = int(np.ceil(off * self.sfreq))  # exclusive: the clip keeps at least one seizure sample
+            last = int(self._starts[rec]) - 1
+            a, b = min(max(a, 0), last), min(max(b, a + 1), last + 1)
+            return Clip(rec, _randint(a, b), None, anywhere=True)
+        pos = _randint(0, int(self._starts_cum[-1]))
+        rec = int(np.searchsorted(self._starts_cum, pos, side="right") - 1)
+        return Clip(rec, int(pos - self._starts_cum[rec]), None, anywhere=True)
 
     def clips(self) -> list[Clip]:
         """All clips (one draw, in training mode)."""
@@ -221,6 +266,16 @@ def window_labels(t0: np.ndarray, window_s: float, seizures, min_overlap: float 
     return label
 
 
+def nearest_onset_distance(t: np.ndarray, seizures) -> np.ndarray:
+    """Signed distance (s) from each time ``t`` to the nearest marked onset (``t - onset``),
+    float32; ``NO_ONSET_S`` everywhere when there is no seizure."""
+    onsets = np.array([on for on, _ in seizures], dtype=np.float64)
+    if onsets.size == 0:
+        return np.full(t.shape, NO_ONSET_S, np.float32)
+    d = np.asarray(t, np.float64)[:, None] - onsets[None]
+    return d[np.arange(d.shape[0]), np.abs(d).argmin(axis=1)].astype(np.float32)
+
+
 class ClipDataset(Dataset):
     """Clips of cached signals as dicts, the batch format of
     :class:`lightning_modules.localization.SeizureLocalizationModule`.
@@ -230,10 +285,12 @@ class ClipDataset(Dataset):
     - ``x`` (C, N*W) float32, microvolts;
     - ``y`` (N,) int64 per-window seizure label (any annotated seizure in the recording);
     - ``onset_dist_s`` (N,) float32: window centre minus the clip's marked onset (``NO_ONSET_S``
-      for background clips);
+      for background clips; for clips drawn anywhere, minus the nearest marked onset of the
+      recording, so the loss's uncertainty band applies to them too);
     - ``soz`` (C,) float32 channel mask (a bipolar channel is in the zone when either electrode
       is; region names such as ``left temporal`` expand to their electrodes), ``has_soz`` bool;
-    - ``is_seizure_clip`` bool; ``recording``, ``patient`` str; ``start_s`` float32 tensor.
+    - ``is_seizure_clip`` bool (built around an onset: the spatial losses apply); ``recording``,
+      ``patient`` str; ``start_s`` float32 tensor.
 
     Parameters
     ----------
@@ -278,7 +335,9 @@ class ClipDataset(Dataset):
         x = np.array(x if self._all_rows else x[self._rows], dtype=np.float32)
         start_s = clip.start / ix.sfreq
         t0 = start_s + ix.window_s * np.arange(ix.n_windows)
-        if clip.onset_s is None:
+        if clip.anywhere:
+            dist = nearest_onset_distance(t0 + ix.window_s / 2, rec.seizures)
+        elif clip.onset_s is None:
             dist = np.full(ix.n_windows, NO_ONSET_S, np.float32)
         else:
             dist = (t0 + ix.window_s / 2 - clip.onset_s).astype(np.float32)

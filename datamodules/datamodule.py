@@ -15,7 +15,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from eeg.montage import DOUBLE_BANANA, soz_channel_mask
+from eeg.montage import DOUBLE_BANANA, MontageError, montage_channels, soz_channel_mask
 
 from .cache import CachedRecording, SignalReader, build_cache, list_recordings, read_signal
 from .preprocessing import PreprocessingConfig
@@ -162,12 +162,19 @@ class LOSODataModule(pl.LightningDataModule):
         fraction of its length (or of the seizure, if shorter).
     background_ratio : float
         Background windows drawn per seizure window each training epoch.
+<<<<<<< HEAD
     val_background_windows : int or None
         The per-epoch validation loader (early stopping, best checkpoint) scores every seizure
         window of the validation patients and this many of their background windows, a fixed
         random sample (None: all of them). Hours of background cost minutes per epoch and add
         nothing to an AUROC estimate beyond a few thousand windows. Threshold tuning and every
         score always use all windows (:meth:`predict_dataloader`).
+=======
+    montage : str or list of str
+        Target channels, selected by name from every recording: a montage name of
+        :data:`eeg.montage.MONTAGES` (``double_banana``, ``referential_19``) or a list of bipolar
+        pairs (``FP1-F7``) and/or electrodes (``FP1``, read from referential channels).
+>>>>>>> szloc
     """
 
     def __init__(self, data_root: str, test_patient: str, cache_dir: str = "cache",
@@ -176,7 +183,7 @@ class LOSODataModule(pl.LightningDataModule):
                  max_seizure_windows: int | None = None, val_background_windows: int | None = 4000,
                  batch_size: int = 256, num_workers: int = 0,
                  seed: int = 0, preprocessing: PreprocessingConfig | dict | None = None,
-                 montage: tuple[str, ...] = DOUBLE_BANANA, recordings: list[Recording] | None = None,
+                 montage: str | tuple[str, ...] = DOUBLE_BANANA, recordings: list[Recording] | None = None,
                  progress: bool = True):
         super().__init__()
         _check_positive(window_s=window_s, train_hop_s=train_hop_s, seizure_hop_s=seizure_hop_s,
@@ -194,8 +201,10 @@ class LOSODataModule(pl.LightningDataModule):
         if isinstance(val_patients, int) and val_patients < 1:
             raise ValueError(f"val_patients must be at least 1 (early stopping and thresholds need "
                              f"validation data), got {val_patients!r}")
-        if not montage:
-            raise ValueError("montage must list at least one channel")
+        try:  # a name ("referential_19") or a list of channels (bipolar pairs and/or electrodes)
+            montage = montage_channels(montage)
+        except MontageError as e:
+            raise ValueError(f"montage: {e}") from None
         self.data_root = str(data_root)
         self.test_patient = test_patient
         self.cache_dir = str(cache_dir)

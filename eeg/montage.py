@@ -1,14 +1,23 @@
 """Montage harmonization: select channels by name, rebuild bipolar pairs, never by position.
 
-The target montage is a list of bipolar derivations ``"A-B"``. A recording may provide each
-derivation directly (``FP1-F7``), reversed (``F7-FP1``, sign flipped), or through two
-referential channels (``FP1-REF`` minus ``F7-REF``; CHB-MIT chb12_27..29 use ``-CS2``).
-The result is a derivation matrix ``M`` of shape (n_target, n_found) so that the harmonized
-signal is ``M @ x``: one matrix product, whatever the file's layout.
+A target montage is a list of channels, each a bipolar derivation ``"A-B"`` or a single
+electrode ``"A"`` (referential: the electrode against the recording's common reference). A
+recording may provide a bipolar derivation directly (``FP1-F7``), reversed (``F7-FP1``, sign
+flipped), or through two referential channels (``FP1-REF`` minus ``F7-REF``; CHB-MIT
+chb12_27..29 use ``-CS2``); it provides an electrode only through a referential channel of that
+electrode (``EEG FP1-REF``, ``FP1-LE``, ``FP1-AVG``, plain ``FP1``): bipolar pairs cannot give
+back the potential of one electrode. The result is a derivation matrix ``M`` of shape
+(n_target, n_found) so that the harmonized signal is ``M @ x``: one matrix product, whatever
+the file's layout.
+
+Named montages (:data:`MONTAGES`, resolved by :func:`montage_channels`): ``double_banana`` (the
+18 CHB-MIT derivations, the default) and ``referential_19`` (the 19 electrodes of the 10-20
+system, as the SZLoc re-implementation DeepSOZ reads them).
 """
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -22,6 +31,21 @@ DOUBLE_BANANA: tuple[str, ...] = (
     "FP2-F8", "F8-T8", "T8-P8", "P8-O2",
     "FZ-CZ", "CZ-PZ",
 )
+
+#: The 19 electrodes of the 10-20 system, each against the recording's common reference, in the
+#: order of the SZLoc re-implementation (DeepSOZ: Fp1 Fp2 F7 F3 Fz F4 F8 T3 C3 Cz C4 T4 T5 P3 Pz
+#: P4 T6 O1 O2, here in the modern names T7/T8/P7/P8 for T3/T4/T5/T6).
+REFERENTIAL_19: tuple[str, ...] = (
+    "FP1", "FP2", "F7", "F3", "FZ", "F4", "F8",
+    "T7", "C3", "CZ", "C4", "T8",
+    "P7", "P3", "PZ", "P4", "P8", "O1", "O2",
+)
+
+#: Montages selectable by name (``data.montage: referential_19``); a list of channels works too.
+MONTAGES: dict[str, tuple[str, ...]] = {
+    "double_banana": DOUBLE_BANANA,
+    "referential_19": REFERENTIAL_19,
+}
 
 #: The 23 labels of a standard CHB-MIT file, in file order (note the duplicated T8-P8).
 CHBMIT_23: tuple[str, ...] = (
@@ -67,6 +91,34 @@ REGIONS: dict[str, tuple[str, ...]] = {
 
 class MontageError(ValueError):
     """A recording cannot provide the target montage (names the missing derivations)."""
+
+
+def montage_channels(montage: str | Sequence[str]) -> tuple[str, ...]:
+    """The channels of a montage given by name (a key of :data:`MONTAGES`) or as a list.
+
+    ``'referential_19'`` -> ``('FP1', 'FP2', ...)``; ``['FP1-F7', 'F7-T7']`` -> the same
+    channels as a tuple. Raises :class:`MontageError` for an unknown name, an empty list or an
+    entry that is not an EEG channel (``ECG``, ``X1-Y2``).
+    """
+    if isinstance(montage, str):
+        key = montage.strip().lower()
+        if key not in MONTAGES:
+            raise MontageError(f"unknown montage {montage!r}: use one of {', '.join(MONTAGES)} "
+                               f"or a list of channels (bipolar 'FP1-F7' or electrodes 'FP1')")
+        return MONTAGES[key]
+    channels = tuple(str(c) for c in montage)
+    if not channels:
+        raise MontageError("a montage must list at least one channel")
+    bad = [c for c in channels if not is_eeg_label(c)]
+    if bad:
+        raise MontageError(f"montage channel(s) {', '.join(map(repr, bad))} are not EEG channels of "
+                           f"the 10-20 system (bipolar 'FP1-F7' or electrode 'FP1')")
+    return channels
+
+
+def is_electrode_channel(label: str) -> bool:
+    """True for a single-electrode (referential) target channel such as ``'FP1'`` or ``'T3'``."""
+    return "-" not in canonical_label(label) and canonical_label(label) in ELECTRODES
 
 
 def canonical_electrode(name: str) -> str:
@@ -143,8 +195,9 @@ class Derivation:
 def derive(found: tuple[str, ...] | list[str], target: tuple[str, ...] = DOUBLE_BANANA) -> Derivation:
     """Plan the derivation of ``target`` from the channel labels ``found`` (by name only).
 
-    Dummies, non-EEG channels and later duplicates are ignored. Raises :class:`MontageError`
-    naming every target derivation that cannot be built.
+    ``target`` holds bipolar pairs (``FP1-F7``) and/or electrodes (``FP1``, from a referential
+    channel such as ``EEG FP1-REF``). Dummies, non-EEG channels and later duplicates are ignored.
+    Raises :class:`MontageError` naming every target channel that cannot be built.
     """
     return _derive(tuple(found), tuple(target))
 
@@ -167,7 +220,20 @@ def _derive(found: tuple[str, ...], target: tuple[str, ...]) -> Derivation:
     how: list[str] = []
     missing: list[str] = []
     for k, pair in enumerate(target):
-        a, b = canonical_label(pair).split("-")
+        parts = canonical_label(pair).split("-")
+        if len(parts) == 1:  # an electrode: only a referential channel of it gives its potential
+            if parts[0] in referential:
+                matrix[k, referential[parts[0]]] = 1.0
+                how.append("direct")
+            else:
+                missing.append(pair)
+                how.append("missing")
+            continue
+        if len(parts) != 2:
+            missing.append(pair)
+            how.append("missing")
+            continue
+        a, b = parts
         if (a, b) in bipolar:
             matrix[k, bipolar[(a, b)]] = 1.0
             how.append("direct")
@@ -182,9 +248,13 @@ def _derive(found: tuple[str, ...], target: tuple[str, ...]) -> Derivation:
             missing.append(pair)
             how.append("missing")
     if missing:
+        hint = ""
+        if any(is_electrode_channel(m) for m in missing) and not referential:
+            hint = ("; electrode channels need referential recordings (e.g. 'EEG FP1-REF', 'FP1-LE'): "
+                    "bipolar pairs cannot give the potential of one electrode")
         raise MontageError(
             f"cannot build {len(missing)} of {len(target)} montage channels "
-            f"({', '.join(missing)}) from the channels found"
+            f"({', '.join(missing)}) from the channels found{hint}"
         )
     return Derivation(tuple(target), found, matrix, tuple(how))
 

@@ -152,13 +152,14 @@ def prepare_data(cfg: DictConfig) -> list[str]:
     from datamodules.cache import build_cache
     from datamodules.preprocessing import PreprocessingConfig
     from datamodules.sources import discover
+    from eeg.montage import montage_channels
 
     from .config import ConfigError
 
     root = Path(cfg.data_root)
     if uses_synthetic(cfg):
         ensure_synthetic(cfg)
-    montage = tuple(cfg.data.montage)
+    montage = montage_channels(cfg.data.montage)
     recordings = discover(root, montage)  # patients that cannot give the montage are left out, with why
     patients = sorted({r.patient for r in recordings})
     report = build_cache(recordings, cfg.cache_dir, root, PreprocessingConfig.from_mapping(cfg.data.preprocessing),

@@ -146,9 +146,12 @@ class SeizureLocalizationModule(pl.LightningModule):
     loss_weights : mapping or SZLocLossWeights
         Weights of the loss terms (keys of :class:`~lightning_modules.szloc_losses.SZLocLossWeights`;
         0 switches a term off). Defaults: detection 1 + 1, positive 2, negative 1, margin 1.
-    band_s, use_band, margin
-        Uncertainty band around the marked onset excluded from detection (and its ablation
-        switch), and the margin of the margin term; see :class:`SZLocLoss`.
+    band_s, use_band, margin, margin_kind, detection_exclude, exclude_windows
+        Uncertainty band around the marked onset excluded from detection (and the ablation
+        switch that trains detection on every window), the margin term (``hinge`` with lead
+        ``margin``, or the re-implementation's ``reference`` form), and which windows detection
+        leaves out (``band`` around onsets, or the re-implementation's fixed ``windows``
+        ``exclude_windows`` of onset clips); see :class:`SZLocLoss`.
     neighbour_radius_m : float or None
         Extra neighbour tolerance by distance (see :func:`neighbour_matrix`).
     lr, weight_decay : float
@@ -161,6 +164,9 @@ class SeizureLocalizationModule(pl.LightningModule):
                  channels: Sequence[str] = DOUBLE_BANANA,
                  loss_weights: Mapping[str, float] | SZLocLossWeights | None = None,
                  band_s: float = 5.0, use_band: bool = True, margin: float = 0.2,
+                 margin_kind: Literal["hinge", "reference"] = "hinge",
+                 detection_exclude: Literal["band", "windows"] = "band",
+                 exclude_windows: tuple[int, int] = (15, 29),
                  neighbour_radius_m: float | None = None, lr: float = 1e-3,
                  weight_decay: float = 1e-2, scheduler: Literal["cosine", "onecycle", "none"] = "cosine",
                  warmup_frac: float = 0.0, min_lr_ratio: float = 0.01):
@@ -193,7 +199,9 @@ class SeizureLocalizationModule(pl.LightningModule):
         #: What the runner knows about the inputs and the operating point; saved in checkpoints.
         self.run_spec: dict = {}
         self.channels = channels
-        self.loss_fn = SZLocLoss(weights, band_s=band_s, use_band=use_band, margin=margin)
+        self.loss_fn = SZLocLoss(weights, band_s=band_s, use_band=use_band, margin=margin,
+                                 margin_kind=margin_kind, detection_exclude=detection_exclude,
+                                 exclude_windows=tuple(exclude_windows))
         self.register_buffer("neighbours", torch.from_numpy(
             neighbour_matrix(channels, neighbour_radius_m).astype(np.float32)), persistent=False)
         for stage in ("val", "test"):

@@ -6,15 +6,22 @@ coarse set of electrodes or a region named by a clinician (spatial).
 
 * **Detection** (temporal): binary cross-entropy per window on the channel-max logit (the most
   active channel must say "seizure" when there is one) and on the global logit, computed only on
-  windows farther than ``band_s`` from the marked onset, so the uncertain band around it does not
-  teach wrong labels. The band can be switched off for ablation.
+  windows whose label is trusted, so the uncertain time around the marked onset does not teach
+  wrong labels: ``detection_exclude="band"`` (default) leaves out windows within ``band_s`` of a
+  marked onset; ``"windows"`` (the re-implementation) leaves out the fixed windows
+  ``exclude_windows`` (15-29 of 45: detection on windows 0-14 and 30-44) of every clip built
+  around an onset, and the band around any onset in other clips. ``use_band=False`` trains on
+  every window (the ablation).
 * **Spatial** (only on seizure clips with a known SOZ): each onset map is divided by its maximum
   over channels, then
 
   - positive: SOZ channels high, mean over SOZ channels of ``(1 - m)^2``;
   - negative: other channels low, mean over the other channels of ``m^2``;
-  - margin: the best SOZ channel above the best other one, ``relu(margin - (max_soz m - max_other m))``,
-    zero once the SOZ leads by ``margin``.
+  - margin: the best SOZ channel above the best other one. ``margin_kind="hinge"`` (default):
+    ``relu(margin - (max_soz m - max_other m))``, zero once the SOZ leads by ``margin``;
+    ``"reference"`` (the re-implementation's ``MapLossMargin``):
+    ``(1 - max_soz m^2 + max_other m^2) / 2``, which keeps pushing the best other channel down
+    however far the SOZ leads (0.245 where the hinge gives 0 for a lead of 0.3: 1 vs 0.7).
 
 Every term has a weight; a weight of 0 switches the term off (it is not even computed). The
 re-implementation weighted detection 1 + 1, positive 2, negative 1, margin 1, on both maps: the
@@ -23,6 +30,7 @@ defaults here. Pure torch, no Lightning.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -93,7 +101,7 @@ def normalize_map(onset_map: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 
 def spatial_terms(onset_map: torch.Tensor, soz: torch.Tensor, clip_mask: torch.Tensor,
-                  margin: float = 0.2) -> dict[str, torch.Tensor]:
+                  margin: float = 0.2, margin_kind: str = "hinge") -> dict[str, torch.Tensor]:
     """Positive, negative and margin terms of one onset map.
 
     Parameters
@@ -104,7 +112,10 @@ def spatial_terms(onset_map: torch.Tensor, soz: torch.Tensor, clip_mask: torch.T
     clip_mask : Tensor, shape (B,), bool
         Clips the spatial terms apply to (seizure clips with a known SOZ).
     margin : float
-        How far (in units of the map's maximum) the best SOZ channel must lead.
+        How far (in units of the map's maximum) the best SOZ channel must lead (hinge only).
+    margin_kind : {"hinge", "reference"}
+        ``relu(margin - (best_soz - best_other))`` or the re-implementation's
+        ``(1 - best_soz^2 + best_other^2) / 2``.
 
     Returns
     -------
@@ -123,7 +134,10 @@ def spatial_terms(onset_map: torch.Tensor, soz: torch.Tensor, clip_mask: torch.T
     # masked max: channels outside a set get -1, below any normalized value
     best_soz = torch.where(soz > 0, m, torch.full_like(m, -1.0)).amax(dim=1)
     best_other = torch.where(other > 0, m, torch.full_like(m, -1.0)).amax(dim=1)
-    mar = F.relu(margin - (best_soz - best_other))
+    if margin_kind == "reference":
+        mar = (1.0 - best_soz ** 2 + best_other ** 2) / 2
+    else:
+        mar = F.relu(margin - (best_soz - best_other))
 
     def mean_over(values: torch.Tensor, sel: torch.Tensor) -> torch.Tensor:
         w = sel.to(values.dtype)
@@ -144,20 +158,57 @@ class SZLocLoss(torch.nn.Module):
         Half-width in seconds of the uncertainty band around the marked onset, excluded from the
         detection terms (windows with ``|centre - onset| <= band_s``).
     use_band : bool
-        False for the ablation that trains detection on every window.
+        False for the ablation that trains detection on every window (no exclusion at all).
     margin : float
-        Lead required of the best SOZ channel over the best other channel (normalized map).
+        Lead required of the best SOZ channel over the best other channel (normalized map) by
+        the hinge margin.
+    margin_kind : {"hinge", "reference"}
+        The margin term, see :func:`spatial_terms`.
+    detection_exclude : {"band", "windows"}
+        Which windows the detection terms leave out (see the module docstring).
+    exclude_windows : (int, int)
+        Inclusive window range left out of clips built around an onset with
+        ``detection_exclude="windows"`` ((15, 29): the re-implementation's 45-window clips, the
+        onset placed in windows 16-29).
     """
 
     def __init__(self, weights: SZLocLossWeights | None = None, band_s: float = 5.0,
-                 use_band: bool = True, margin: float = 0.2):
+                 use_band: bool = True, margin: float = 0.2,
+                 margin_kind: Literal["hinge", "reference"] = "hinge",
+                 detection_exclude: Literal["band", "windows"] = "band",
+                 exclude_windows: tuple[int, int] = (15, 29)):
         super().__init__()
         if band_s < 0:
             raise ValueError(f"band_s must be >= 0, got {band_s}")
+        if margin_kind not in ("hinge", "reference"):
+            raise ValueError(f"margin_kind must be 'hinge' or 'reference', got {margin_kind!r}")
+        if detection_exclude not in ("band", "windows"):
+            raise ValueError(f"detection_exclude must be 'band' or 'windows', got {detection_exclude!r}")
+        lo, hi = (int(v) for v in exclude_windows)
+        if not 0 <= lo <= hi:
+            raise ValueError(f"exclude_windows must be (first, last) with 0 <= first <= last, got {exclude_windows}")
         self.weights = weights or SZLocLossWeights()
         self.band_s = float(band_s)
         self.use_band = use_band
         self.margin = float(margin)
+        self.margin_kind = str(margin_kind)
+        self.detection_exclude = str(detection_exclude)
+        self.exclude_windows = (lo, hi)
+
+    def detection_windows(self, onset_dist_s: torch.Tensor, is_seizure_clip: torch.Tensor) -> torch.Tensor:
+        """(B, N) bool: the windows the detection terms are computed on."""
+        if not self.use_band:
+            return detection_mask(onset_dist_s, None)
+        mask = detection_mask(onset_dist_s, self.band_s)
+        if self.detection_exclude == "windows":
+            n = onset_dist_s.shape[1]
+            lo, hi = self.exclude_windows
+            if hi >= n:
+                raise ValueError(f"exclude_windows {self.exclude_windows} lie outside clips of {n} windows")
+            idx = torch.arange(n, device=onset_dist_s.device)
+            fixed = (idx < lo) | (idx > hi)
+            mask = torch.where(is_seizure_clip.to(torch.bool)[:, None], fixed[None].expand_as(mask), mask)
+        return mask
 
     def forward(self, output, y: torch.Tensor, onset_dist_s: torch.Tensor, soz: torch.Tensor,
                 has_soz: torch.Tensor, is_seizure_clip: torch.Tensor) -> SZLocLossTerms:
@@ -176,7 +227,7 @@ class SZLocLoss(torch.nn.Module):
         """
         w = self.weights
         terms: dict[str, torch.Tensor] = {}
-        mask = detection_mask(onset_dist_s, self.band_s if self.use_band else None)
+        mask = self.detection_windows(onset_dist_s, is_seizure_clip)
         if w.det_channel > 0:
             channel_max = output.channel_logits.amax(dim=1)  # most active channel per window
             terms["det_channel"] = w.det_channel * masked_bce(channel_max, y, mask)
@@ -188,7 +239,7 @@ class SZLocLoss(torch.nn.Module):
             wanted = {t: getattr(w, f"{name}_{t}") for t in ("pos", "neg", "margin")}
             if not any(v > 0 for v in wanted.values()):
                 continue
-            values = spatial_terms(onset_map, soz, clip_mask, self.margin)
+            values = spatial_terms(onset_map, soz, clip_mask, self.margin, self.margin_kind)
             for t, wt in wanted.items():
                 if wt > 0:
                     terms[f"{name}_{t}"] = wt * values[t]

@@ -173,3 +173,44 @@ def test_dataloader_with_workers_collates_float32(cached):
     assert len(val.dataset) == 6
     single = DataLoader(ClipDataset(SeizureClipIndex(cached, background_ratio=0.0, train=False)), batch_size=2)
     assert next(iter(single))["x"].shape == (2, 18, 720)
+
+
+def test_clips_drawn_anywhere_in_the_recordings(cached):
+    ix = SeizureClipIndex(cached, background_ratio=1.0, recording_share=0.25, train=True)
+    assert ix.n_anywhere == round(0.25 / 0.75 * 6) == 2 and len(ix) == 8
+    assert SeizureClipIndex(cached, background_ratio=1.0, recording_share=0.25, train=False).n_anywhere == 0
+    ds = ClipDataset(ix)
+    torch.manual_seed(0)
+    overlapping, starts_inside, uniform_recs = 0, 0, set()
+    n = 400
+    for _ in range(n):
+        clip = ix.clip(len(ix) - 1)
+        rec = ix.recordings[clip.recording]
+        assert clip.anywhere and not clip.is_seizure_clip
+        assert 0 <= clip.start and clip.start + ix.n_samples <= rec.n_samples
+        a, b = clip.start / SF, clip.start / SF + 45
+        hit = [(on, off) for on, off in rec.seizures if a < off and b > on]
+        overlapping += bool(hit)
+        starts_inside += any(on + 5 < a < off for on, off in hit)  # deep inside a seizure
+        if not hit:
+            uniform_recs.add(rec.recording_id)
+    # half overlap a seizure by construction; uniform draws sometimes do too
+    assert 0.45 * n < overlapping < 0.65 * n
+    assert starts_inside > 0.05 * n
+    assert uniform_recs == {"p1_r1", "p1_r2", "p2_r1"}
+    # items: labels per window, onset distances to the nearest marked onset
+    torch.manual_seed(3)
+    for _ in range(30):
+        item = ds[len(ix) - 1]
+        rec = next(r for r in ix.recordings if r.recording_id == item["recording"])
+        t0 = item["start_s"].item() + np.arange(45)
+        assert item["y"].tolist() == window_labels(t0, 1.0, rec.seizures).tolist()
+        assert not bool(item["is_seizure_clip"])
+        if rec.seizures:
+            onsets = np.array([on for on, _ in rec.seizures])
+            expect = [(t + 0.5 - onsets)[np.abs(t + 0.5 - onsets).argmin()] for t in t0]
+            np.testing.assert_allclose(item["onset_dist_s"].numpy(), expect, atol=1e-3)
+        else:
+            assert bool((item["onset_dist_s"] == NO_ONSET_S).all())
+    with pytest.raises(ValueError, match="recording_share"):
+        SeizureClipIndex(cached, recording_share=1.0)

@@ -262,3 +262,37 @@ def test_activation_maps():
         module.activation_maps(sig[:3], 16.0, chans[:3])
     with pytest.raises(ValueError, match="shorter than one window"):
         module.activation_maps(sig[:, :10], 16.0, chans)
+
+
+def test_reference_options_on_electrode_channels_survive_a_checkpoint(tmp_path):
+    """The reference configuration (referential electrodes, reference wiring and losses, clips
+    drawn anywhere) trains, and its checkpoint rebuilds the same module."""
+    from eeg.montage import REFERENTIAL_19
+    from lightning_modules.checkpoints import load_module
+
+    def write_ref(path, patient, soz, seizures, seed):
+        rng = np.random.default_rng(seed)
+        with h5py.File(path, "w") as f:
+            f.attrs.update({"schema_version": 1, "patient": patient, "channels": json.dumps(list(REFERENTIAL_19)),
+                            "soz": json.dumps(soz), "soz_region": "", "sfreq": 16.0, "complete": True})
+            x = rng.normal(0, 30, (19, 240 * 16)).astype(np.float32)
+            ds = f.create_group("recordings").create_dataset(f"{patient}_r0", data=x)
+            ds.attrs.update({"seizures": json.dumps(seizures), "annotated": True})
+        return list_recordings(path)
+
+    recs = write_ref(tmp_path / "a.h5", "a", ["T8"], [[60.0, 90.0], [150.0, 170.0]], 1)
+    kw = dict(n_windows=12, onset_windows=(4, 7), eval_onset_window=6, background_ratio=0.5)
+    train = ClipDataset(SeizureClipIndex(recs, recording_share=0.25, train=True, **kw))
+    assert train.index.n_anywhere == 1 and train[0]["soz"].sum() == 1  # T8 alone
+    model = SZLoc(19, n_windows=12, window_samples=16, sfreq=16.0, d_model=16, n_heads=8, dim_feedforward=16,
+                  fusion="reference", rise_from="channels", embed_stride=1)
+    module = SeizureLocalizationModule(model, channels=REFERENTIAL_19, margin_kind="reference",
+                                       detection_exclude="windows", exclude_windows=(3, 7), neighbour_radius_m=0.08)
+    assert module.neighbours[REFERENTIAL_19.index("T8"), REFERENTIAL_19.index("C4")] == 1  # 0.08 m apart or less
+    tr = trainer(tmp_path, max_epochs=1, enable_checkpointing=True, log_every_n_steps=1)
+    tr.fit(module, DataLoader(train, batch_size=4, shuffle=True))
+    assert torch.isfinite(tr.callback_metrics["train/loss"])
+    restored = load_module(tr.checkpoint_callback.last_model_path or tr.checkpoint_callback.best_model_path)
+    assert restored.loss_fn.margin_kind == "reference" and restored.loss_fn.detection_exclude == "windows"
+    assert restored.loss_fn.exclude_windows == (3, 7) and restored.channels == REFERENTIAL_19
+    assert restored.model.init_kwargs == model.init_kwargs

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from lightning_modules.cost import count_macs, count_params
-from lightning_modules.szloc import FusionLayer, SZLoc, SZLocOutput, onset_maps
+from lightning_modules.szloc import FusionLayer, MultiHeadAttention, SZLoc, SZLocOutput, onset_maps
 from lightning_modules.szloc_losses import NO_ONSET, SZLocLoss, SZLocLossWeights, detection_mask, spatial_terms
 
 torch.set_num_threads(1)
@@ -339,3 +339,130 @@ def test_bf16_autocast_forward_and_loss():
     terms.total.backward()
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
     assert np.isfinite(terms.total.item())
+
+
+# -- the reference configuration (DeepSOZ ctg_11_8) --------------------------------------------
+def reference(**kw) -> SZLoc:
+    return tiny(fusion="reference", rise_from="channels", **kw)
+
+
+def test_reference_fusion_leaves_the_global_stream_raw():
+    """Reference wiring: only channel tokens come out of the transformer; the global GRU (and so
+    detection and attention) reads the global CNN output. Joint wiring: both read the fusion."""
+    x = batch_for(tiny())["x"]
+    for kind, global_depends in (("reference", False), ("joint", True)):
+        model = tiny(fusion=kind).eval()
+        fusion = model.reference_fusion if kind == "reference" else model.fusion
+        with torch.no_grad():
+            a = model(x)
+            for p in fusion.parameters():
+                p.add_(0.5 * torch.randn_like(p))
+            b = model(x)
+        assert not torch.allclose(a.channel_logits, b.channel_logits, atol=1e-4)
+        assert torch.allclose(a.global_logits, b.global_logits, atol=1e-6) != global_depends
+        assert torch.allclose(a.attention, b.attention, atol=1e-6) != global_depends
+    assert not hasattr(reference(), "global_token_type")
+
+
+def test_reference_gradients_kwargs_and_sizes():
+    model = reference(n_fusion_layers=2)
+    batch = batch_for(model)
+    run_loss(SZLocLoss(margin_kind="reference", detection_exclude="windows", exclude_windows=(3, 6)),
+             model(batch["x"]), batch).total.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, f"no gradient for {name}"
+        # a softmax ignores a shift: the attention head's bias gets (numerically) no gradient
+        assert name == "attention_head.bias" or p.grad.abs().sum() > 0, f"zero gradient for {name}"
+    clone = SZLoc(**model.init_kwargs)
+    assert clone.init_kwargs["fusion"] == "reference" and clone.init_kwargs["rise_from"] == "channels"
+    clone.load_state_dict(model.state_dict())
+    model.eval()
+    clone.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(batch["x"]).rise_map, clone(batch["x"]).rise_map)
+    # the re-implementation's input (19 electrodes, 1 s at 200 Hz, stride-1 embedding, d_model 80,
+    # 8 heads): DeepSOZ's ctg_11_8 has 490,791 trainable parameters; ours 549,929 (see the docstring)
+    big = SZLoc(19, window_samples=200, sfreq=200.0, d_model=80, n_heads=8, fusion="reference",
+                rise_from="channels", embed_stride=1)
+    assert count_params(big) == 549_929
+    with pytest.raises(ValueError, match="fusion"):
+        tiny(fusion="late")
+    with pytest.raises(ValueError, match="rise_from"):
+        tiny(rise_from="max")
+    with pytest.raises(ValueError, match="embed_stride"):
+        tiny(embed_stride=0)
+
+
+def test_reference_macs_count_the_attention():
+    model = reference().eval()
+    x = model.example_input()
+    attn = 0
+
+    def hook(mod, inp, out):
+        nonlocal attn
+        b, t, d = inp[0].shape
+        attn += 2 * b * t * inp[1].shape[1] * d
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, MultiHeadAttention)]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    c, d, n = model.n_chans, model.d_model, model.n_windows
+    # encoder self-attention over C + 1 tokens, decoder self (C) and cross (C x C + 1) attention
+    assert attn == 2 * n * d * ((c + 1) ** 2 + c * c + c * (c + 1))
+    no_attn = count_macs(model, x) - attn
+    assert no_attn > 0 and count_macs(model, x) > count_macs(tiny().eval(), x) - no_attn
+
+
+def test_rise_map_from_the_most_active_channel():
+    # the global probability never rises; the most active channel rises at window 5 (channel 2)
+    logits = torch.full((1, 4, 10), -6.0)
+    logits[0, 2, 5:] = 6.0
+    logits[0, 0, :3] = 6.0
+    glob = torch.full((1, 10), -6.0)
+    uniform = torch.full((1, 10), 0.1)
+    _, from_global = onset_maps(logits, glob, uniform)
+    _, from_channels = onset_maps(logits, glob, uniform, rise_from="channels")
+    torch.testing.assert_close(from_global, torch.sigmoid(logits[:, :, 1:]).mean(2))  # no rise: mean
+    assert from_channels.argmax().item() == 2 and from_channels[0, 2] > 0.99
+
+
+def test_reference_margin_by_hand():
+    soz = torch.tensor([[1.0, 0.0, 0.0]])
+    keep = torch.tensor([True])
+    # SOZ leads by 0.3: the hinge is satisfied, the reference term still pushes the other down
+    leads = torch.tensor([[1.0, 0.7, 0.0]])
+    assert spatial_terms(leads, soz, keep, 0.2, "hinge")["margin"].item() == 0.0
+    assert spatial_terms(leads, soz, keep, 0.2, "reference")["margin"].item() == pytest.approx(0.245, abs=1e-4)
+    # the best other channel on top: (1 - 0.5^2 + 1^2) / 2
+    wrong = torch.tensor([[0.5, 1.0, 0.0]])
+    assert spatial_terms(wrong, soz, keep, 0.2, "reference")["margin"].item() == pytest.approx(0.875, abs=1e-4)
+    # perfect map: (1 - 1 + 0) / 2 = 0; positive and negative terms are the same in both kinds
+    perfect = torch.tensor([[1.0, 0.0, 0.0]])
+    assert spatial_terms(perfect, soz, keep, 0.2, "reference")["margin"].item() == pytest.approx(0.0, abs=1e-5)
+    for k in ("pos", "neg"):
+        assert spatial_terms(wrong, soz, keep, 0.2, "reference")[k] == spatial_terms(wrong, soz, keep)[k]
+    with pytest.raises(ValueError, match="margin_kind"):
+        SZLocLoss(margin_kind="soft")
+
+
+def test_detection_on_fixed_windows_of_onset_clips():
+    """detection_exclude="windows": onset clips train detection on windows 0-14 and 30-44 only
+    (DeepSOZ); other clips keep the band around any onset they hold; use_band=False: all."""
+    n = 45
+    dist = torch.stack([torch.arange(n) + 0.5 - 20.0,  # onset clip, onset in window 20
+                        torch.arange(n) + 0.5 - 3.0,  # a clip drawn anywhere, onset in window 3
+                        torch.full((n,), NO_ONSET)])  # background
+    seizure_clip = torch.tensor([True, False, False])
+    ref = SZLocLoss(detection_exclude="windows", band_s=2.0).detection_windows(dist, seizure_clip)
+    assert ref[0].nonzero().flatten().tolist() == list(range(15)) + list(range(30, 45))
+    assert ref[1].logical_not().nonzero().flatten().tolist() == [1, 2, 3, 4]  # |d| <= 2 s
+    assert ref[2].all()
+    band = SZLocLoss(band_s=2.0).detection_windows(dist, seizure_clip)
+    assert band[0].logical_not().nonzero().flatten().tolist() == [18, 19, 20, 21]
+    assert SZLocLoss(detection_exclude="windows", use_band=False).detection_windows(dist, seizure_clip).all()
+    with pytest.raises(ValueError, match="exclude_windows"):
+        SZLocLoss(detection_exclude="windows", exclude_windows=(15, 60)).detection_windows(dist, seizure_clip)
+    with pytest.raises(ValueError, match="detection_exclude"):
+        SZLocLoss(detection_exclude="ends")
