@@ -12,6 +12,7 @@ Pure ``torch.nn``: no Lightning import here.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -41,6 +42,163 @@ class ECAM(NamedTuple):
     cam: torch.Tensor
     freq: torch.Tensor | None
     cam_features: torch.Tensor
+
+
+# -- fast temporal convolution --------------------------------------------------------------
+# The blocks convolve (1, k) kernels along time over (B, F, C, T) maps with replicate padding.
+# On CPU these layers are bound by memory traffic rather than by multiply-accumulates: at 8-16
+# feature maps an F.pad copy of the map, an element-wise pass, or a layout reorder inside the
+# convolution costs as much as the convolution itself. The functions below compute exactly the
+# same outputs without a padded copy (zero-padded convolution, then the few outputs that read past
+# an edge are corrected), with the maps kept channels-last from the first block on (the layout
+# oneDNN convolves without reordering), and the first block (one input map, where a library
+# convolution is slowest) as one matrix product over time patches.
+
+
+@functools.lru_cache(maxsize=512)
+def _edge_taps(length: int, kernel: int, stride: int, dilation: int, pad: int
+               ) -> tuple[int, tuple[tuple[int, ...], ...], int, tuple[tuple[int, ...], ...]]:
+    """Which taps of a replicate-padded convolution along time fall past each edge.
+
+    Returns ``(n_left, left, right_start, right)``: outputs ``0 .. n_left-1`` read left of the
+    signal, ``left[t][j] = 1`` where tap ``j`` of output ``t`` does (it then reads sample 0);
+    outputs ``right_start ..`` read right of it, ``right[t - right_start][j] = 1`` where tap
+    ``j`` does (it reads the last sample).
+    """
+    n_out = (length + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+    left, right = [], []
+    right_start = n_out
+    for t in range(n_out):
+        first = t * stride - pad
+        lo = tuple(int(first + j * dilation < 0) for j in range(kernel))
+        hi = tuple(int(first + j * dilation > length - 1) for j in range(kernel))
+        if any(lo):
+            left.append(lo)
+        if any(hi):
+            right_start = min(right_start, t)
+            right.append(hi)
+    # affected outputs are contiguous runs at each end
+    return len(left), tuple(left), right_start, tuple(right)
+
+
+def _summed_taps(taps: tuple, weight: torch.Tensor) -> torch.Tensor:
+    """(n, O, I/groups): per affected output, the sum of the kernel taps in ``taps`` (n, k)."""
+    sel = torch.tensor(taps, dtype=weight.dtype, device=weight.device)
+    return torch.einsum("nk,oik->noi", sel, weight[:, :, 0, :])
+
+
+def _edge_term(w: torch.Tensor, edge: torch.Tensor, groups: int) -> torch.Tensor:
+    """(B, O, C, n): summed taps ``w`` (n, O, I/groups) times the edge sample ``edge`` (B, I, C)."""
+    n, o, ig = w.shape
+    b, _, c = edge.shape
+    out = torch.einsum("ngoi,bgic->bgocn", w.view(n, groups, o // groups, ig),
+                       edge.reshape(b, groups, ig, c))
+    return out.reshape(b, o, c, n)
+
+
+def _edge_grads(w: torch.Tensor, edge: torch.Tensor, grad: torch.Tensor, groups: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of :func:`_edge_term` w.r.t. ``edge`` (B, I, C) and ``w`` (n, O, I/groups),
+    given the gradient (B, O, C, n) of its output."""
+    n, o, ig = w.shape
+    b, _, c = edge.shape
+    g = grad.reshape(b, groups, o // groups, c, n)
+    g_edge = torch.einsum("bgocn,ngoi->bgic", g, w.view(n, groups, o // groups, ig)).reshape(b, groups * ig, c)
+    g_w = torch.einsum("bgocn,bgic->ngoi", g, edge.reshape(b, groups, ig, c)).reshape(n, o, ig)
+    return g_edge, g_w
+
+
+class _ReplicateConv(torch.autograd.Function):
+    """Zero-padded convolution plus the edge terms of replicate padding, with a hand-written
+    backward: autograd through slices of the map would add full-size zero tensors for the
+    gradient of each edge column, which is what the padding copy cost in the first place."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride: int, dilation: int, pad: int, groups: int):
+        taps = _edge_taps(x.shape[-1], weight.shape[-1], stride, dilation, pad)
+        n_left, left, right_start, right = taps
+        y = F.conv2d(x, weight, bias, (1, stride), (0, pad), (1, dilation), groups)
+        if n_left:
+            y[..., :n_left] += _edge_term(_summed_taps(left, weight), x[..., 0], groups)
+        if right:
+            y[..., right_start:right_start + len(right)] += _edge_term(
+                _summed_taps(right, weight), x[..., -1], groups)
+        ctx.save_for_backward(x, weight)
+        ctx.conf = (stride, dilation, pad, groups, bias is not None, taps)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        stride, dilation, pad, groups, has_bias, (n_left, left, right_start, right) = ctx.conf
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        grad = grad.contiguous(memory_format=torch.channels_last) \
+            if x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1 else grad.contiguous()
+        g_x, g_w, g_b = torch.ops.aten.convolution_backward(
+            grad, x, weight, [weight.shape[0]] if has_bias else None, [1, stride], [0, pad],
+            [1, dilation], False, [0, 0], groups, [need_x, need_w, need_b and has_bias])
+        for taps, cols, col in ((left, slice(0, n_left), 0),
+                                (right, slice(right_start, right_start + len(right)), -1)):
+            if not taps:
+                continue
+            w_sum = _summed_taps(taps, weight)
+            ge, gw = _edge_grads(w_sum, x[..., col], grad[..., cols], groups)
+            if need_x:
+                g_x[..., col] += ge
+            if need_w:
+                sel = torch.tensor(taps, dtype=weight.dtype, device=weight.device)
+                g_w[:, :, 0, :] += torch.einsum("nk,noi->oik", sel, gw)
+        return g_x, g_w, g_b, None, None, None, None
+
+
+def temporal_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int,
+                  dilation: int, pad: int, groups: int = 1) -> torch.Tensor:
+    """``conv2d(pad(x, (pad, pad), "replicate"), weight, bias, (1, stride), 0, (1, dilation),
+    groups)`` for (1, k) kernels over (B, I, C, T) maps, without the padded copy.
+
+    One input map (the first block): the time patches of the padded signal (a small copy: one
+    map) times the (k, O) kernel matrix, giving the (B, C, T', O) result, which *is* the
+    channels-last (B, O, C, T') map. More maps: a zero-padded convolution, then each output
+    that read zeros past an edge gets the edge sample times the taps that read it (exactly
+    what replicate padding puts there; a few outputs, a few thousand MACs per window).
+    """
+    n_out, n_in_g, _, k = weight.shape
+    if n_in_g == 1 and groups == 1 and x.shape[1] == 1:
+        b, _, c, length = x.shape
+        xp = F.pad(x.reshape(b, c, length), (pad, pad), mode="replicate") if pad else x.reshape(b, c, length)
+        cols = xp.unfold(-1, dilation * (k - 1) + 1, stride)
+        if dilation > 1:
+            cols = cols[..., ::dilation]
+        w = weight.reshape(n_out, k).t()
+        flat = cols.reshape(-1, k)
+        y = torch.mm(flat, w) if bias is None else torch.addmm(bias, flat, w)
+        return y.view(b, c, cols.shape[2], n_out).permute(0, 3, 1, 2)
+    if not pad:
+        return F.conv2d(x, weight, bias, (1, stride), 0, (1, dilation), groups)
+    return _ReplicateConv.apply(x, weight, bias, stride, dilation, pad, groups)
+
+
+class TemporalConv2d(nn.Conv2d):
+    """The (1, k) replicate-padded convolution of a :class:`ConvBlock`.
+
+    An ``nn.Conv2d`` (same parameters, state dict and attributes, so pruning and compaction
+    treat it as one); while training, and under ``torch.inference_mode``, it runs
+    :func:`temporal_conv` (same outputs, no padded copy, channels-last). In plain eval mode it
+    runs as ``nn.Conv2d`` does, so MAC counters (``lightning_modules.cost``), hooks and the
+    ONNX exporter see the textbook form: pad, then convolve.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.padding_mode != "replicate" or self.kernel_size[0] != 1 or self.stride[0] != 1 \
+                or isinstance(self.padding, str) or self.padding[0] != 0:
+            raise ValueError("TemporalConv2d is a (1, k) convolution along time with replicate padding")
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
+        if (self.training or torch.is_inference_mode_enabled()) and not torch.jit.is_tracing():
+            return temporal_conv(x, weight, bias, self.stride[1], self.dilation[1], self.padding[1],
+                                 self.groups)
+        return super()._conv_forward(x, weight, bias)
 
 
 class SparseKernelConv(nn.Module):
@@ -205,7 +363,7 @@ class ConvBlock(nn.Module):
                        padding=(0, dilation * (kernel_size - 1) // 2), padding_mode="replicate",
                        bias=False)  # BN carries the bias
         if kernel_index is None:
-            self.conv = nn.Conv2d(in_filters, out_filters, (1, kernel_size), **conv_kw)
+            self.conv = TemporalConv2d(in_filters, out_filters, (1, kernel_size), **conv_kw)
         else:
             if len(kernel_index) != out_filters:
                 raise ValueError(f"kernel_index has {len(kernel_index)} filters, the block "
@@ -215,8 +373,8 @@ class ConvBlock(nn.Module):
         self.act = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # pure scoring (inference mode: Lightning's predict/test, benchmarks) takes the folded
-        # path; training, ECAMs, hooks and MAC counting see the modules as they are
+        # pure scoring (inference mode: Lightning's validation/test/predict, benchmarks) takes the
+        # folded path; training, ECAMs, hooks and MAC counting see the modules as they are
         if (torch.is_inference_mode_enabled() and not self.training and isinstance(self.conv, nn.Conv2d)
                 and self.bn.track_running_stats):
             return self._forward_folded(x)
@@ -230,9 +388,26 @@ class ConvBlock(nn.Module):
         scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
         weight = conv.weight * scale.view(-1, 1, 1, 1)
         bias = bn.bias - bn.running_mean * scale
-        pad = conv.padding[1]
-        x = F.pad(x, (pad, pad, 0, 0), mode="replicate") if pad else x
-        return torch.relu_(F.conv2d(x, weight, bias, conv.stride, 0, conv.dilation))
+        return torch.relu_(temporal_conv(x, weight, bias, conv.stride[1], conv.dilation[1],
+                                         conv.padding[1], conv.groups))
+
+
+def _channels_last(grad: torch.Tensor) -> torch.Tensor:
+    return grad.contiguous(memory_format=torch.channels_last)
+
+
+class _Dropout(nn.Dropout):
+    """Element-wise dropout whose mask comes from ``torch.rand`` (the same Bernoulli(1 - p)
+    keep mask, scaled by 1 / (1 - p)): ``bernoulli_`` takes ~3x as long on CPU, and dropout was
+    the costliest single element-wise op of a training step."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.p >= 1.0:
+            return x * 0.0
+        keep = 1.0 - self.p
+        return x * torch.rand_like(x).lt_(keep).mul_(1.0 / keep)
 
 
 class LightSeizureNet(nn.Module):
@@ -358,7 +533,7 @@ class LightSeizureNet(nn.Module):
                 raise ValueError(f"block {i}: {err}") from err
             in_f = f
         self.blocks = nn.ModuleList(blocks)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = _Dropout(dropout)
         self.classifier = nn.Linear(in_f, n_outputs)
 
     # -- bookkeeping ------------------------------------------------------------------------
@@ -415,6 +590,10 @@ class LightSeizureNet(nn.Module):
             z = _asinh(z)
         for block in self.blocks:
             z = block(z)
+        if self.training and z.requires_grad and z.is_contiguous(memory_format=torch.channels_last):
+            # the pool's gradient arrives broadcast, without a layout; ReLU's backward over a
+            # channels-last map and a gradient in another layout is ~10x slower than over two alike
+            z.register_hook(_channels_last)
         return self.dropout(z)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -461,9 +640,17 @@ class LightSeizureNet(nn.Module):
 
 def _asinh(z: torch.Tensor) -> torch.Tensor:
     """``asinh`` written with sign/log1p/sqrt, which the ONNX exporter supports (``aten::asinh`` it
-    does not); ``sqrt(z^2 + 1) - 1 = z^2 / (sqrt(z^2 + 1) + 1)`` keeps it exact near 0."""
+    does not); ``sqrt(z^2 + 1) - 1 = z^2 / (sqrt(z^2 + 1) + 1)`` keeps it exact near 0.
+
+    When no gradient flows to ``z`` (the EEG input) the same formula runs in place on two
+    temporaries: a pass over the input costs about as much as a convolution layer here, and
+    ``torch.asinh`` itself is ~3x slower than this on CPU."""
     a = z.abs()
-    return torch.sign(z) * torch.log1p(a + a * a / (torch.sqrt(a * a + 1) + 1))
+    if (z.requires_grad and torch.is_grad_enabled()) or torch.jit.is_tracing():
+        return torch.sign(z) * torch.log1p(a + a * a / (torch.sqrt(a * a + 1) + 1))
+    t = a * a
+    t.div_(t.add(1).sqrt_().add_(1)).add_(a).log1p_()
+    return t.copysign_(z)
 
 
 def _interp_matrix(n_feat: int, n_times: int, stride: int, dtype, device) -> torch.Tensor:
