@@ -40,7 +40,7 @@ from lightning_modules.cost import count_macs, count_params
 from lightning_modules.lsn import SparseKernelConv
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-SCOPES = ("filter_balanced", "layer", "global")
+SCOPES = ("filter", "filter_balanced", "layer", "global")
 
 
 # -- measuring -----------------------------------------------------------------------------
@@ -538,10 +538,12 @@ class KernelPruning(pl.Callback):
             else:
                 s = kernel_scores(conv.weight, self.criterion).float().cpu()
             alive = s[mask]
-            if self.scope == "global" and alive.numel() > 0:
+            if self.scope in ("global", "filter") and alive.numel() > 0:
                 s = s / alive.mean().clamp(min=1e-12)
             scores[name] = s.masked_fill(~mask, float("inf"))
-        if self.scope == "filter_balanced":
+        if self.scope == "filter":
+            self._prune_filters(scores, pruned + n, goal)
+        elif self.scope == "filter_balanced":
             self._prune_balanced(scores, pruned + n, goal)
         elif self.scope == "layer":
             frac = (pruned + n) / total
@@ -572,6 +574,72 @@ class KernelPruning(pl.Callback):
                 done += 1
         self.apply_masks()
         return sum(int((~m).sum()) for m in self.masks.values()) - pruned
+
+    def _chain_names(self) -> list[str | None]:
+        """Names of the chain's convolutions in order (None for one not pruned), for the
+        "filter" scope: the input maps of block i + 1 are the filters of block i."""
+        model = _chain_model(self._module) if self._module is not None else None
+        if model is None:
+            raise ValueError(f"scope 'filter' needs a conv chain (conv_chain()), "
+                             f"{type(self._module).__name__} has none")
+        names = {id(c): n for n, c in self._convs.items()}
+        return [names.get(id(b.conv)) for b in model.conv_chain()[0]]
+
+    def _filter_candidates(self, scores: dict[str, torch.Tensor] | None = None) -> list[tuple]:
+        """Per chain layer with more than one live filter, its weakest live filter:
+        ``(kept fraction, mass per kernel, cost, layer index, filter)``, where the cost is the
+        live kernels removing it prunes (its own, and those of the next layer that read it) and
+        the mass is their summed (layer-normalized) scores."""
+        chain = self._chain_names()
+        out = []
+        for i, name in enumerate(chain):
+            if name is None:
+                continue
+            mask = self.masks[name]
+            live = mask.any(1)
+            if int(live.sum()) <= 1:
+                continue
+            nxt = chain[i + 1] if i + 1 < len(chain) else None
+            cost = mask.sum(1) + (self.masks[nxt].sum(0) if nxt is not None else 0)
+            if scores is None:
+                mass = cost.float()
+            else:
+                mass = torch.where(mask, scores[name], 0).sum(1)
+                if nxt is not None:
+                    mass = mass + torch.where(self.masks[nxt], scores[nxt], 0).sum(0)
+            per_kernel = (mass / cost.clamp(min=1)).masked_fill(~live, float("inf"))
+            j = int(per_kernel.argmin())
+            out.append((int(live.sum()) / mask.shape[0], float(per_kernel[j]), int(cost[j]), i, j))
+        return out
+
+    def _prune_filters(self, scores: dict[str, torch.Tensor], round_goal: int, goal: int) -> None:
+        """Prune whole filters: all kernels of a filter and all kernels that read its output map.
+
+        Filters go one at a time from the layer that keeps the largest fraction of its filters
+        (so layers thin evenly), the filter whose kernels carry the least layer-normalized score
+        first, while the round's goal is not overshot; a round too small for any filter takes the
+        cheapest one that does not overshoot the target.
+        """
+        chain = self._chain_names()
+        pruned = sum(int((~m).sum()) for m in self.masks.values())
+        took = False
+        while True:
+            cands = [c for c in self._filter_candidates(scores) if pruned + c[2] <= round_goal]
+            if not cands:
+                if took:
+                    return
+                cands = [c for c in self._filter_candidates(scores) if pruned + c[2] <= goal]
+                if not cands:
+                    return
+                cands = [min(cands, key=lambda c: c[2])]
+            _, _, cost, i, j = min(cands, key=lambda c: (-c[0], c[1]))
+            self.masks[chain[i]][j] = False
+            if i + 1 < len(chain) and chain[i + 1] is not None:
+                self.masks[chain[i + 1]][:, j] = False
+            pruned += cost
+            took = True
+            if pruned >= round_goal:
+                return
 
     def _prune_balanced(self, scores: dict[str, torch.Tensor], round_goal: int, goal: int) -> None:
         """Prune every filter of every multi-input convolution to the same number of kernels.
@@ -677,6 +745,8 @@ class KernelPruning(pl.Callback):
         left = int(math.floor(self.target_sparsity * total + 1e-9)) - pruned
         if left <= 0:
             return False
+        if self.scope == "filter":
+            return any(c[2] <= left for c in self._filter_candidates())
         if self.scope != "filter_balanced":
             return True
         steps = []
