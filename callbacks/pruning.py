@@ -804,14 +804,36 @@ class KernelPruning(pl.Callback):
 
 
 # -- measurement ---------------------------------------------------------------------------
-def _cost_table(targets: list[float], n_chans: int, n_times: int, seed: int, time_batch: int,
-                repeats: int) -> list[dict]:
-    """Dense vs compacted parameters, MACs and (optionally) CPU time of LightSeizureNet pruned
-    by L1 in one round to each target, "filter_balanced" and "layer" scope, compacted with and
-    without sparse-kernel convolutions (fresh weights: the cost depends on how many kernels and
-    filters go, not on training)."""
+#: The forms ``python -m callbacks.pruning`` compares at every target: (scope, sparse_kernels, label).
+FORMS = (("filter", True, "whole filters -> narrower dense convolutions"),
+         ("filter_balanced", True, "balanced kernels -> gather + grouped convolutions"),
+         ("filter_balanced", False, "balanced kernels -> dense convolutions holding the zeros"))
+
+
+def _interleaved_ms(fns: dict, repeats: int) -> dict[str, float]:
+    """Median milliseconds per call of each function, calls interleaved so that load from other
+    processes hits every entry alike."""
     import statistics
     import time
+
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for f in fns.values():
+        f()  # warm-up
+    for _ in range(repeats):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
+
+
+def _cost_table(targets: list[float], n_chans: int, n_times: int, seed: int, time_batch: int,
+                repeats: int, onnx: bool = True) -> list[dict]:
+    """Dense vs pruned LightSeizureNet in each of :data:`FORMS`: parameters, MACs and (with
+    ``time_batch``) CPU milliseconds per batch under ``torch.inference_mode`` and through ONNX
+    Runtime (default session options). Pruned by L1 in one round to each target, on fresh
+    weights: the cost depends on how many kernels and filters go, not on training."""
+    import tempfile
 
     from lightning_modules.lsn import LightSeizureNet
 
@@ -819,36 +841,44 @@ def _cost_table(targets: list[float], n_chans: int, n_times: int, seed: int, tim
     dense = LightSeizureNet(n_chans, n_times=n_times).eval()
     example = dense.example_input()
     models = {"dense": dense}
-    rows = [{"model": "dense", "target": 0.0, "sparsity": 0.0, "params": count_params(dense),
-             "macs": count_macs(dense, example), "kernels_per_filter": None}]
+    rows = [{"model": "dense", "form": "dense", "target": 0.0, "sparsity": 0.0, "params": count_params(dense),
+             "macs": count_macs(dense, example), "widths": list(dense.n_filters), "kernels_per_filter": None}]
     for target in targets:
-        for scope, sparse_kernels in (("filter_balanced", True), ("filter_balanced", False),
-                                      ("layer", True), ("layer", False)):
+        for scope, sparse_kernels, label in FORMS:
             model = copy.deepcopy(dense)
-            cb = KernelPruning(target_sparsity=target, amount=1.0, scope=scope)
+            cb = KernelPruning(target_sparsity=target, amount=1.0, scope=scope, sparse_kernels=sparse_kernels)
             cb.attach(model)
             cb.prune_round()
             sparsity = cb.sparsity
             report = compact(model, example, sparse_kernels=sparse_kernels)
-            name = (f"{target:.2f} {scope}, "
-                    + ("sparse kernels" if sparse_kernels else "whole filters only"))
+            name = f"{target:.2f} {scope}: {label}"
             models[name] = model.eval()
-            rows.append({"model": name, "target": target, "sparsity": sparsity,
+            rows.append({"model": name, "form": label, "target": target, "sparsity": sparsity,
                          "params": report.params_after, "macs": report.macs_after,
-                         "kernels_per_filter": report.kernels_per_filter})
+                         "widths": list(report.widths_after), "kernels_per_filter": report.kernels_per_filter})
     if time_batch > 0:
         x = torch.randn(time_batch, n_chans, n_times) * 50
-        times: dict[str, list[float]] = {k: [] for k in models}
         with torch.inference_mode():
-            for m in models.values():
-                m(x)  # warm-up
-            for _ in range(repeats):  # interleaved, so load from other processes hits all alike
-                for k, m in models.items():
-                    t0 = time.perf_counter()
-                    m(x)
-                    times[k].append(time.perf_counter() - t0)
+            torch_ms = _interleaved_ms({k: (lambda m=m: m(x)) for k, m in models.items()}, repeats)
+        ort_ms: dict[str, float] = {}
+        if onnx:
+            import onnxruntime as ort
+
+            from lightning_modules.export import export_onnx
+
+            sessions = {}
+            with tempfile.TemporaryDirectory() as tmp:
+                for i, (k, m) in enumerate(models.items()):
+                    path = export_onnx(m, f"{tmp}/m{i}.onnx").path
+                    opts = ort.SessionOptions()
+                    opts.intra_op_num_threads = torch.get_num_threads()
+                    sessions[k] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            feed = x.numpy()
+            ort_ms = _interleaved_ms({k: (lambda s=s: s.run(None, {"x": feed})) for k, s in sessions.items()},
+                                     repeats)
         for row in rows:
-            row["ms_per_batch"] = 1e3 * statistics.median(times[row["model"]])
+            row["torch_ms"] = torch_ms[row["model"]]
+            row["onnx_ms"] = ort_ms.get(row["model"])
     return rows
 
 
@@ -857,28 +887,43 @@ def _main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(
         prog="python -m callbacks.pruning",
-        description="LightSeizureNet cost after balanced kernel-wise pruning and compaction")
+        description="LightSeizureNet cost after kernel-wise pruning and compaction, dense and pruned "
+                    "side by side: parameters, MACs and CPU latency of each compacted form")
     parser.add_argument("--targets", type=float, nargs="+", default=[0.5, 0.6, 0.7])
     parser.add_argument("--n-chans", type=int, default=18)
     parser.add_argument("--n-times", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--time-batch", type=int, default=0,
-                        help="also time CPU inference on batches of this size (0: skip)")
+    parser.add_argument("--time-batch", type=int, default=256,
+                        help="time CPU inference on batches of this size (0: skip)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime column")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = _cost_table(args.targets, args.n_chans, args.n_times, args.seed, args.time_batch,
-                       args.repeats)
+                       args.repeats, onnx=not args.no_onnx)
     dense = rows[0]
-    timed = "ms_per_batch" in dense
-    head = "| model | kernel sparsity | kernels per filter | params | MACs | MACs / dense |"
-    print(head + (f" ms per batch of {args.time_batch} ({args.threads} thread) |" if timed else ""))
-    print("|---" * (6 + timed) + "|")
+    timed = "torch_ms" in dense
+    with_onnx = timed and dense.get("onnx_ms") is not None
+    head = ["model", "kernel sparsity", "widths", "kernels per filter", "params", "MACs", "MACs / dense"]
+    if timed:
+        head += [f"PyTorch ms / {args.time_batch} windows", "PyTorch speed vs dense"]
+    if with_onnx:
+        head += [f"ONNX Runtime ms / {args.time_batch} windows", "ONNX Runtime speed vs dense"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
     for r in rows:
-        line = (f"| {r['model']} | {r['sparsity']:.3f} | {r['kernels_per_filter'] or 'all'} | "
-                f"{r['params']:,} | {r['macs']:,} | {r['macs'] / dense['macs']:.3f} |")
-        print(line + (f" {r['ms_per_batch']:.0f} |" if timed else ""))
+        cells = [r["model"], f"{r['sparsity']:.3f}", ",".join(map(str, r["widths"])),
+                 ",".join(map(str, r["kernels_per_filter"])) if r["kernels_per_filter"] else "all",
+                 f"{r['params']:,}", f"{r['macs']:,}", f"{r['macs'] / dense['macs']:.3f}"]
+        if timed:
+            cells += [f"{r['torch_ms']:.1f}", f"{dense['torch_ms'] / r['torch_ms']:.2f}x"]
+        if with_onnx:
+            cells += [f"{r['onnx_ms']:.1f}", f"{dense['onnx_ms'] / r['onnx_ms']:.2f}x"]
+        print("| " + " | ".join(cells) + " |")
+    if timed:
+        print(f"\n{args.threads} thread(s); medians of {args.repeats} interleaved runs; PyTorch under "
+              "torch.inference_mode (BatchNorm folded), ONNX Runtime with default session options.")
 
 
 if __name__ == "__main__":

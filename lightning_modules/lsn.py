@@ -12,9 +12,10 @@ Pure ``torch.nn``: no Lightning import here.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import torch
@@ -53,6 +54,27 @@ class ECAM(NamedTuple):
 # an edge are corrected), with the maps kept channels-last from the first block on (the layout
 # oneDNN convolves without reordering), and the first block (one input map, where a library
 # convolution is slowest) as one matrix product over time patches.
+
+
+_REFERENCE = False
+
+
+@contextlib.contextmanager
+def reference_execution() -> Iterator[None]:
+    """Run LightSeizureNet exactly as its modules read, in every mode: replicate pad copy, then
+    ``nn.Conv2d``, ``nn.BatchNorm2d``, ``nn.ReLU``, ``nn.Dropout``, maps in PyTorch's default
+    layout. Same function as the fast paths (up to float rounding); for tests and the
+    benchmark's before/after rows. Not thread-safe (a module-level switch)."""
+    global _REFERENCE
+    before, _REFERENCE = _REFERENCE, True
+    try:
+        yield
+    finally:
+        _REFERENCE = before
+
+
+def _fast() -> bool:
+    return not _REFERENCE and not torch.jit.is_tracing()
 
 
 @functools.lru_cache(maxsize=512)
@@ -195,7 +217,7 @@ class TemporalConv2d(nn.Conv2d):
             raise ValueError("TemporalConv2d is a (1, k) convolution along time with replicate padding")
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
-        if (self.training or torch.is_inference_mode_enabled()) and not torch.jit.is_tracing():
+        if (self.training or torch.is_inference_mode_enabled()) and _fast():
             return temporal_conv(x, weight, bias, self.stride[1], self.dilation[1], self.padding[1],
                                  self.groups)
         return super()._conv_forward(x, weight, bias)
@@ -375,7 +397,7 @@ class ConvBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # pure scoring (inference mode: Lightning's validation/test/predict, benchmarks) takes the
         # folded path; ECAMs, hooks and MAC counting in plain eval mode see the modules as they are
-        if isinstance(self.conv, TemporalConv2d) and self.bn.track_running_stats and not torch.jit.is_tracing():
+        if isinstance(self.conv, TemporalConv2d) and self.bn.track_running_stats and _fast():
             if torch.is_inference_mode_enabled() and not self.training:
                 return self._forward_folded(x)
             if (self.training and self.bn.training and self.bn.affine and x.shape[1] == 1
@@ -449,6 +471,8 @@ class _Dropout(nn.Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
+        if not _fast():
+            return super().forward(x)
         if self.p >= 1.0:
             return x * 0.0
         keep = 1.0 - self.p
@@ -635,7 +659,7 @@ class LightSeizureNet(nn.Module):
             z = _asinh(z)
         for block in self.blocks:
             z = block(z)
-        if self.training and z.requires_grad and z.is_contiguous(memory_format=torch.channels_last):
+        if self.training and z.requires_grad and z.is_contiguous(memory_format=torch.channels_last) and _fast():
             # the pool's gradient arrives broadcast, without a layout; ReLU's backward over a
             # channels-last map and a gradient in another layout is ~10x slower than over two alike
             z.register_hook(_channels_last)
@@ -691,7 +715,7 @@ def _asinh(z: torch.Tensor) -> torch.Tensor:
     temporaries: a pass over the input costs about as much as a convolution layer here, and
     ``torch.asinh`` itself is ~3x slower than this on CPU."""
     a = z.abs()
-    if (z.requires_grad and torch.is_grad_enabled()) or torch.jit.is_tracing():
+    if (z.requires_grad and torch.is_grad_enabled()) or not _fast():
         return torch.sign(z) * torch.log1p(a + a * a / (torch.sqrt(a * a + 1) + 1))
     t = a * a
     t.div_(t.add(1).sqrt_().add_(1)).add_(a).log1p_()
