@@ -7,21 +7,29 @@ the weakest are zeroed on a schedule, and the network is fine-tuned in between w
 kernels held at zero. Lightning's ``ModelPruning`` has no kernel-wise unit and by default resets
 the surviving weights (lottery ticket), so it is not used here.
 
-By default (scope ``"filter_balanced"``) every round prunes, inside every output filter of every
-convolution, the same fraction of its remaining input kernels, so all filters of a layer keep
-the same number ``m`` of input kernels. That regular pattern is what lets compaction turn
-kernel sparsity into fewer multiply-accumulates on ordinary hardware.
+Which kernels a round may take is the *scope*; it decides the structure compaction can turn into
+speed. By default (``"filter"``) a round removes the kernels of whole filters together with the
+kernels of the next layer that read those filters' maps, thinning every layer evenly and taking
+the filters whose kernels carry the least (layer-normalized) score first: compaction then leaves
+a narrower network of dense convolutions. On CPU that is the only structure measured to run
+faster than the dense network (``python -m callbacks.pruning``, ``make bench``): at LSN's 8-16
+feature maps a layer costs memory traffic over its maps about as much as multiply-accumulates,
+and only removing maps removes traffic. ``"filter_balanced"`` prunes inside every filter, each
+keeping the same number ``m`` of its input kernels (the finer kernel-level pattern): compaction
+into :class:`~lightning_modules.lsn.SparseKernelConv` (gather the ``m`` maps each filter reads,
+then a grouped convolution) cuts the MACs just as far but runs several times slower than dense
+on CPU; ``sparse_kernels=False`` keeps such layers dense with the zeros (dense speed, dense
+MACs). ``"layer"`` and ``"global"`` prune irregular patterns that compact least.
 
-At the end the network is compacted: a filter whose kernels are all pruned outputs a constant
-(its BatchNorm shift through the activation), so it is removed together with the matching
-input kernels of the next layer, its constant contribution folded into that layer's bias
-(exact when the next convolution pads by replicating edges, as LightSeizureNet's do); a filter
-nobody reads any more (all kernels that take it as input are pruned) is removed too. A layer
-whose surviving filters each keep at most ``m`` < ``in`` input kernels becomes a
-:class:`~lightning_modules.lsn.SparseKernelConv` (gather the ``m`` maps each filter reads, then
-a grouped convolution holding only those kernels; filters keeping fewer than ``m`` are padded
-with zero kernels). Parameters and MACs counted by ``torch.utils.flop_counter`` then really
-drop; :func:`sparse_macs` is what a kernel-skipping implementation of the masked network costs.
+Compaction: a filter whose kernels are all pruned outputs a constant (its BatchNorm shift through
+the activation), so it is removed together with the matching input kernels of the next layer,
+its constant contribution folded into that layer's bias (exact when the next convolution pads by
+replicating edges, as LightSeizureNet's do); a filter nobody reads any more (all kernels that
+take it as input are pruned) is removed too. A layer whose surviving filters each keep at most
+``m`` < ``in`` input kernels becomes a :class:`~lightning_modules.lsn.SparseKernelConv`
+(filters keeping fewer than ``m`` are padded with zero kernels) unless ``sparse_kernels`` is
+off. Parameters and MACs counted by ``torch.utils.flop_counter`` then really drop;
+:func:`sparse_macs` is what a kernel-skipping implementation of the masked network costs.
 """
 from __future__ import annotations
 
@@ -382,8 +390,18 @@ class KernelPruning(pl.Callback):
         (after BN the raw scale of a filter's weights means nothing); kernels of weak filters
         then go together, so whole filters empty out and compaction removes more. "random" is
         the control for ablations (seeded by ``seed`` and round).
-    scope : {"filter_balanced", "layer", "global"}
-        "filter_balanced" (default): every round prunes, inside every output filter of every
+    scope : {"filter", "filter_balanced", "layer", "global"}
+        Which kernels a round may take (the structure compaction can exploit).
+        "filter" (default): whole filters, i.e. all kernels of a filter together with the kernels
+        of the next layer that read its map (LightSeizureNet's chain, ``conv_chain()``, is
+        required). Filters go one at a time from the layer that keeps the largest fraction of its
+        filters, so layers thin evenly; inside a layer, the filter whose kernels (own and
+        readers') carry the least score, each score divided by its layer's mean over unpruned
+        kernels, goes first; a round stops before overshooting its share (a round too small for
+        any filter takes the cheapest one that does not overshoot the target). Compaction
+        leaves narrower dense convolutions: fewer MACs, parameters *and* feature maps, the form
+        measured faster than dense on CPU in PyTorch and ONNX Runtime.
+        "filter_balanced": every round prunes, inside every output filter of every
         convolution, the same fraction of its remaining input kernels (lowest score first), so
         all filters of a layer keep the same number ``m`` of kernels and compaction turns the
         sparsity into fewer MACs (:class:`~lightning_modules.lsn.SparseKernelConv`). ``m`` is
@@ -392,7 +410,8 @@ class KernelPruning(pl.Callback):
         largest rounding excess first, while the goal is not overshot (a round too small for
         one step takes the cheapest step that does not overshoot the target). Convolutions with
         one input map (LightSeizureNet's first block) have one kernel per filter and stay
-        dense; the other layers prune slightly more to reach the target.
+        dense; the other layers prune slightly more to reach the target. As many MACs go as in
+        "filter", but the gathered form runs several times slower than dense on CPU.
         "layer": each convolution is pruned to the same sparsity, kernels of a layer competing
         across filters. "global": kernels compete across layers, each score divided by the mean
         score of its layer's unpruned kernels (after BatchNorm the raw scale of a layer's
@@ -411,8 +430,9 @@ class KernelPruning(pl.Callback):
         Compaction turns layers whose filters keep fewer kernels than inputs into
         :class:`~lightning_modules.lsn.SparseKernelConv` (fewer MACs and parameters). False
         removes whole filters only and keeps the pruned kernels as zeros in dense convolutions:
-        more MACs, but on CPUs often faster, because a dense convolution reuses each input map
-        for all filters while the gathered maps of a sparse one are ``m`` times larger.
+        dense MACs, but on CPUs much faster than the gathered form, because a dense convolution
+        reuses each input map for all filters while the gathered maps of a sparse one are ``m``
+        times larger. No effect with scope "filter" (its layers compact to dense convolutions).
 
     Notes
     -----
@@ -426,7 +446,7 @@ class KernelPruning(pl.Callback):
     """
 
     def __init__(self, target_sparsity: float = 0.5, amount: float = 0.2, every_n_epochs: int = 1,
-                 start_epoch: int = 0, criterion: str = "l1", scope: str = "filter_balanced",
+                 start_epoch: int = 0, criterion: str = "l1", scope: str = "filter",
                  include: str | None = None, compact_on_fit_end: bool = True,
                  example_input: torch.Tensor | None = None, seed: int = 0,
                  sparse_kernels: bool = True):

@@ -249,8 +249,10 @@ class SparseKernelConv(nn.Module):
     Notes
     -----
     Output equals ``conv(x, dense_weight())`` of the dense convolution with the same stride,
-    padding and dilation. On CPU a grouped convolution over ``out * m`` gathered maps is not
-    always faster than the dense one it replaces; the MACs and parameters are what drop.
+    padding and dilation. The MACs and parameters drop, the time does not: on CPU a grouped
+    convolution over ``out * m`` gathered maps runs several times slower than the dense
+    convolution it replaces (``python -m callbacks.pruning`` measures it), which is why the
+    pruning callback's default scope removes whole filters instead.
     """
 
     def __init__(self, in_channels: int, kernel_index: Sequence[Sequence[int]],
@@ -365,6 +367,14 @@ class SparseKernelConv(nn.Module):
 
 class ConvBlock(nn.Module):
     """Temporal convolution -> BatchNorm -> ReLU on a (B, F, C, T) map, channel axis untouched.
+
+    How it runs (same function in every case, up to float rounding): under
+    ``torch.inference_mode`` in eval mode, BatchNorm folded into the kernel and ReLU in place;
+    while training, :class:`TemporalConv2d`'s fast convolution, and for a block with one input
+    map (the first) conv + BatchNorm + ReLU as one matrix product whose batch statistics come
+    from the input patches (:meth:`_forward_first_train`; hooks on that block's ``conv`` and
+    ``bn`` do not fire then); in plain eval mode (MAC counting, ECAMs under ``no_grad``, ONNX
+    export) and under :func:`reference_execution`, the three modules as they read.
 
     The kernel is (1, k): each EEG channel is filtered with the same weights and never mixed with
     its neighbours, so every feature stays attached to one EEG channel until the global pool.
@@ -528,10 +538,15 @@ class LightSeizureNet(nn.Module):
     linear layer give the logits. Nothing ever mixes EEG channels, so the model is the same
     detector run on every channel, pooled; this is what makes the CAM per channel exact.
     Cost for 18 x 512 (``lightning_modules.cost``): 6.16 M MACs and 4,778 parameters, within
-    the paper's 6.2 M MACs patient-independent budget. Filter-balanced kernel-wise pruning
-    (``callbacks.pruning``) of 60 % of the kernels, compacted into :class:`SparseKernelConv`
-    blocks (the first block, one input map per filter, stays dense), leaves 2.58 M MACs and
-    2,074 parameters (``python -m callbacks.pruning``).
+    the paper's 6.2 M MACs patient-independent budget. Kernel-wise pruning (``callbacks.pruning``)
+    of 60 % of the kernels as whole filters compacts to widths (5, 10, 10, 10, 10, 11, 10):
+    2.53 M MACs and 1,999 parameters, dense convolutions; pruned to balanced kernels per filter
+    and compacted into :class:`SparseKernelConv` blocks, 2.58 M MACs and 2,074 parameters
+    (``python -m callbacks.pruning`` prints both and times them).
+
+    Execution: the maps are kept channels-last from the first block on, the replicate-padded
+    convolutions never copy their padded input (:func:`temporal_conv`), BatchNorm is folded under
+    ``torch.inference_mode``; :func:`reference_execution` runs the plain modules instead.
 
     Input scaling: EEG arrives in microvolts, filtered but not standardized. The model divides
     by a fixed ``input_scale_uv`` (100 uV) rather than standardizing each window, because

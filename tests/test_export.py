@@ -47,7 +47,7 @@ def test_dense_lsn_exports_and_matches(tmp_path):
 
 def test_compacted_lsn_exports_with_cam(tmp_path):
     model = _lsn(1)
-    cb = KernelPruning(target_sparsity=0.5, amount=1.0)
+    cb = KernelPruning(scope="filter_balanced", target_sparsity=0.5, amount=1.0)
     cb.attach(model)
     cb.prune_round()
     cb.masks["blocks.3.conv"][[0, 1, 2]] = False  # whole filters, so compaction removes some
@@ -78,7 +78,7 @@ def test_compacted_lsn_exports_with_cam(tmp_path):
 
 def test_whole_filter_compaction_exports_dense_weights(tmp_path):
     model = _lsn(1)
-    cb = KernelPruning(target_sparsity=0.5, amount=1.0)
+    cb = KernelPruning(scope="filter_balanced", target_sparsity=0.5, amount=1.0)
     cb.attach(model)
     cb.prune_round()
     cb.masks["blocks.3.conv"][[0, 1, 2]] = False

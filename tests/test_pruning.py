@@ -100,7 +100,7 @@ def test_global_scope_and_random_criterion():
     assert all(int(m.sum()) >= 1 for m in cb.masks.values())
     masks = []
     for _ in range(2):
-        cb = KernelPruning(target_sparsity=0.3, amount=1.0, criterion="random", seed=7)
+        cb = KernelPruning(scope="filter_balanced", target_sparsity=0.3, amount=1.0, criterion="random", seed=7)
         cb.attach(LightSeizureNet(C))
         cb.prune_round()
         masks.append(cb.masks)
@@ -123,7 +123,7 @@ def test_l1_bn_prunes_whole_weak_filters():
     torch.manual_seed(0)
     model = LightSeizureNet(C)
     model.blocks[3].bn.weight.data[[2, 5]] = 1e-3
-    cb = KernelPruning(target_sparsity=0.2, amount=1.0, criterion="l1_bn")
+    cb = KernelPruning(scope="filter_balanced", target_sparsity=0.2, amount=1.0, criterion="l1_bn")
     cb.attach(model)
     cb.prune_round()
     assert cb.masks["blocks.3.conv"].sum(1).unique().tolist() == [13]
@@ -147,7 +147,7 @@ def _pruned_lsn() -> tuple[LightSeizureNet, KernelPruning]:
     torch.manual_seed(0)
     model = LightSeizureNet(C)
     _randomize_bn(model)
-    cb = KernelPruning(target_sparsity=0.5, amount=1.0)
+    cb = KernelPruning(scope="filter_balanced", target_sparsity=0.5, amount=1.0)
     cb.attach(model)
     cb.prune_round()
     # Force whole-filter cases: dead filters (all their kernels pruned: a constant map to fold
@@ -241,13 +241,13 @@ def test_compaction_keeps_unfoldable_filters_with_zero_padding():
 
 
 # -- balanced kernel-wise pruning and sparse-kernel compaction ----------------------------
-def test_filter_balanced_scope_is_the_default_and_balanced():
+def test_filter_balanced_scope_is_balanced():
     torch.manual_seed(0)
     model = LightSeizureNet(C)
     before = {n: kernel_scores(m.weight, "l1").clone()
               for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
-    cb = KernelPruning(target_sparsity=0.6, amount=1.0)
-    assert cb.scope == "filter_balanced"
+    assert KernelPruning().scope == "filter"  # the default: the structure that runs fastest
+    cb = KernelPruning(scope="filter_balanced", target_sparsity=0.6, amount=1.0)
     cb.attach(model)
     cb.prune_round()
     total = sum(m.numel() for m in cb.masks.values())
@@ -272,7 +272,7 @@ def test_filter_balanced_scope_is_the_default_and_balanced():
 
 def test_filter_balanced_rounds_progress_and_stay_balanced():
     torch.manual_seed(0)
-    cb = KernelPruning(target_sparsity=0.5, amount=0.2)
+    cb = KernelPruning(scope="filter_balanced", target_sparsity=0.5, amount=0.2)
     cb.attach(LightSeizureNet(C))
     seen = [cb.sparsity]
     while cb.prune_round() > 0:
@@ -281,7 +281,7 @@ def test_filter_balanced_rounds_progress_and_stay_balanced():
     assert len(seen) > 3 and seen == sorted(seen) and 0.49 < seen[-1] <= 0.5
     # A round smaller than one step (16 kernels) still takes the cheapest step.
     torch.manual_seed(0)
-    cb = KernelPruning(target_sparsity=0.5, amount=0.001)
+    cb = KernelPruning(scope="filter_balanced", target_sparsity=0.5, amount=0.001)
     cb.attach(LightSeizureNet(C))
     assert cb.prune_round() == 16 and cb.can_prune_more()
 
@@ -295,7 +295,7 @@ def test_balanced_compaction_really_drops_macs(target, macs, params):
     _randomize_bn(model)
     model.eval()
     dense_macs = count_macs(model, model.example_input())
-    cb = KernelPruning(target_sparsity=target, amount=1.0)
+    cb = KernelPruning(scope="filter_balanced", target_sparsity=target, amount=1.0)
     cb.attach(model)
     cb.prune_round()
     x = torch.randn(4, C, T) * 50
@@ -331,12 +331,12 @@ def test_compacted_network_can_be_pruned_and_compacted_again():
     torch.manual_seed(0)
     model = LightSeizureNet(C)
     _randomize_bn(model)
-    cb = KernelPruning(target_sparsity=0.5, amount=1.0)
+    cb = KernelPruning(scope="filter_balanced", target_sparsity=0.5, amount=1.0)
     cb.attach(model)
     cb.prune_round()
     first = compact(model.eval())
     # A second callback sees the grouped convolutions' (out, m) kernels and prunes inside them.
-    cb2 = KernelPruning(target_sparsity=0.25, amount=1.0, criterion="l1_bn")
+    cb2 = KernelPruning(scope="filter_balanced", target_sparsity=0.25, amount=1.0, criterion="l1_bn")
     cb2.attach(model)
     assert "blocks.3.conv.grouped" in cb2.masks and cb2.masks["blocks.3.conv.grouped"].shape == (16, 8)
     assert cb2.prune_round() > 0
@@ -537,7 +537,7 @@ def test_callback_state_loads_with_weights_only(tmp_path):
 def test_schedule_masks_hold_and_compaction_at_fit_end(loader, tmp_path):
     pl.seed_everything(0)
     module = SeizureDetectionModule(LightSeizureNet(C), lr=3e-3)
-    cb = KernelPruning(target_sparsity=0.5, amount=0.3, start_epoch=1, every_n_epochs=2,
+    cb = KernelPruning(scope="filter_balanced", target_sparsity=0.5, amount=0.3, start_epoch=1, every_n_epochs=2,
                        compact_on_fit_end=False)
     trainer = _trainer(max_epochs=5, callbacks=[cb], logger=CSVLogger(tmp_path, name="p"))
     trainer.fit(module, loader)
@@ -576,7 +576,7 @@ def test_schedule_masks_hold_and_compaction_at_fit_end(loader, tmp_path):
 def test_compaction_runs_on_fit_end(loader, tmp_path):
     pl.seed_everything(0)
     module = SeizureDetectionModule(LightSeizureNet(C))
-    cb = KernelPruning(target_sparsity=0.6, amount=1.0)
+    cb = KernelPruning(scope="filter_balanced", target_sparsity=0.6, amount=1.0)
     trainer = _trainer(max_epochs=1, callbacks=[cb], limit_train_batches=2)
     trainer.fit(module, loader)
     assert cb.compaction is not None
@@ -623,7 +623,8 @@ def test_filter_scope_in_the_loop_saves_a_checkpoint_of_the_narrow_network(loade
 def test_resume_restores_masks_and_schedule(loader, tmp_path):
     pl.seed_everything(0)
     ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True)
-    cb1 = KernelPruning(target_sparsity=0.5, amount=0.3, start_epoch=1, compact_on_fit_end=False)
+    cb1 = KernelPruning(scope="filter_balanced", target_sparsity=0.5, amount=0.3, start_epoch=1,
+                        compact_on_fit_end=False)
     _trainer(max_epochs=2, callbacks=[cb1, ckpt], enable_checkpointing=True).fit(
         SeizureDetectionModule(LightSeizureNet(C)), loader)
     assert [h["epoch"] for h in cb1.history] == [1] and cb1.last_round_epoch == 1
@@ -638,7 +639,8 @@ def test_resume_restores_masks_and_schedule(loader, tmp_path):
         def on_train_start(self, trainer, pl_module):
             Spy.seen = {k: v.clone() for k, v in cb2.masks.items()}
 
-    cb2 = KernelPruning(target_sparsity=0.5, amount=0.3, start_epoch=1, compact_on_fit_end=False)
+    cb2 = KernelPruning(scope="filter_balanced", target_sparsity=0.5, amount=0.3, start_epoch=1,
+                        compact_on_fit_end=False)
     module2 = SeizureDetectionModule(LightSeizureNet(C))
     _trainer(max_epochs=4, callbacks=[cb2, Spy()]).fit(module2, loader, ckpt_path=ckpt.last_model_path)
     assert all(torch.equal(Spy.seen[k], saved["masks"][k]) for k in saved["masks"])
