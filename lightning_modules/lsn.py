@@ -77,6 +77,12 @@ def _fast() -> bool:
     return not _REFERENCE and not torch.jit.is_tracing()
 
 
+def _fast_training(x: torch.Tensor) -> bool:
+    """The hand-written training paths assume one dtype throughout: under autocast (mixed
+    precision) the modules run instead."""
+    return _fast() and not torch.is_autocast_enabled(x.device.type)
+
+
 @functools.lru_cache(maxsize=512)
 def _edge_taps(length: int, kernel: int, stride: int, dilation: int, pad: int
                ) -> tuple[int, tuple[tuple[int, ...], ...], int, tuple[tuple[int, ...], ...]]:
@@ -217,7 +223,8 @@ class TemporalConv2d(nn.Conv2d):
             raise ValueError("TemporalConv2d is a (1, k) convolution along time with replicate padding")
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
-        if (self.training or torch.is_inference_mode_enabled()) and _fast():
+        if (torch.is_inference_mode_enabled() and not self.training and _fast()) or \
+                (self.training and _fast_training(x)):
             return temporal_conv(x, weight, bias, self.stride[1], self.dilation[1], self.padding[1],
                                  self.groups)
         return super()._conv_forward(x, weight, bias)
@@ -411,7 +418,7 @@ class ConvBlock(nn.Module):
             if torch.is_inference_mode_enabled() and not self.training:
                 return self._forward_folded(x)
             if (self.training and self.bn.training and self.bn.affine and x.shape[1] == 1
-                    and self.conv.weight.shape[1] == 1 and self.conv.groups == 1):
+                    and self.conv.weight.shape[1] == 1 and self.conv.groups == 1 and _fast_training(x)):
                 return self._forward_first_train(x)
         return self.act(self.bn(self.conv(x)))
 

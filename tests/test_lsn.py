@@ -300,3 +300,16 @@ def test_asinh_with_and_without_gradient():
     y.sum().backward()
     torch.testing.assert_close(y.detach(), torch.asinh(z))
     torch.testing.assert_close(zg.grad, 1 / torch.sqrt(z * z + 1))
+
+
+def test_mixed_precision_runs_the_modules():
+    """Under autocast (bf16 on CPU here) training takes the plain modules, scoring still folds."""
+    m = LightSeizureNet(18).train()
+    x = torch.randn(4, 18, 512) * 30
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(x)
+    out.float().sum().backward()
+    assert out.dtype == torch.bfloat16 and all(p.grad is not None for p in m.parameters())
+    m.eval()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert m(x).dtype == torch.bfloat16
