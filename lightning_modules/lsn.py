@@ -116,12 +116,13 @@ def _summed_taps(taps: tuple, weight: torch.Tensor) -> torch.Tensor:
 
 
 def _edge_term(w: torch.Tensor, edge: torch.Tensor, groups: int) -> torch.Tensor:
-    """(B, O, C, n): summed taps ``w`` (n, O, I/groups) times the edge sample ``edge`` (B, I, C)."""
+    """(B, O, C, n): summed taps ``w`` (n, O, I/groups) times the edge sample ``edge`` (B, I, C),
+    laid out (B, C, n, O) in memory like the matching slice of a channels-last map."""
     n, o, ig = w.shape
     b, _, c = edge.shape
-    out = torch.einsum("ngoi,bgic->bgocn", w.view(n, groups, o // groups, ig),
-                       edge.reshape(b, groups, ig, c))
-    return out.reshape(b, o, c, n)
+    out = torch.einsum("bcgi,ngoi->bcngo", edge.permute(0, 2, 1).reshape(b, c, groups, ig),
+                       w.view(n, groups, o // groups, ig))
+    return out.reshape(b, c, n, o).permute(0, 3, 1, 2)
 
 
 def _edge_grads(w: torch.Tensor, edge: torch.Tensor, grad: torch.Tensor, groups: int
@@ -136,6 +137,19 @@ def _edge_grads(w: torch.Tensor, edge: torch.Tensor, grad: torch.Tensor, groups:
     return g_edge, g_w
 
 
+def _replicate_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int,
+                    dilation: int, pad: int, groups: int) -> torch.Tensor:
+    """Zero-padded convolution plus the edge terms of replicate padding (no autograd graph of
+    its own: :class:`_ReplicateConv` differentiates it)."""
+    n_left, left, right_start, right = _edge_taps(x.shape[-1], weight.shape[-1], stride, dilation, pad)
+    y = F.conv2d(x, weight, bias, (1, stride), (0, pad), (1, dilation), groups)
+    if n_left:
+        y[..., :n_left] += _edge_term(_summed_taps(left, weight), x[..., 0], groups)
+    if right:
+        y[..., right_start:right_start + len(right)] += _edge_term(_summed_taps(right, weight), x[..., -1], groups)
+    return y
+
+
 class _ReplicateConv(torch.autograd.Function):
     """Zero-padded convolution plus the edge terms of replicate padding, with a hand-written
     backward: autograd through slices of the map would add full-size zero tensors for the
@@ -143,17 +157,10 @@ class _ReplicateConv(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, stride: int, dilation: int, pad: int, groups: int):
-        taps = _edge_taps(x.shape[-1], weight.shape[-1], stride, dilation, pad)
-        n_left, left, right_start, right = taps
-        y = F.conv2d(x, weight, bias, (1, stride), (0, pad), (1, dilation), groups)
-        if n_left:
-            y[..., :n_left] += _edge_term(_summed_taps(left, weight), x[..., 0], groups)
-        if right:
-            y[..., right_start:right_start + len(right)] += _edge_term(
-                _summed_taps(right, weight), x[..., -1], groups)
         ctx.save_for_backward(x, weight)
-        ctx.conf = (stride, dilation, pad, groups, bias is not None, taps)
-        return y
+        ctx.conf = (stride, dilation, pad, groups, bias is not None,
+                    _edge_taps(x.shape[-1], weight.shape[-1], stride, dilation, pad))
+        return _replicate_conv(x, weight, bias, stride, dilation, pad, groups)
 
     @staticmethod
     def backward(ctx, grad):
@@ -179,6 +186,25 @@ class _ReplicateConv(torch.autograd.Function):
         return g_x, g_w, g_b, None, None, None, None
 
 
+def _patches(x: torch.Tensor, k: int, stride: int, dilation: int, pad: int, ones: bool = False
+             ) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """(M, k) time patches of a one-map input (B, 1, C, T) under replicate padding, M = B*C*T',
+    row order (B, C, T'); with ``ones`` a last column of ones, (M, k + 1). Also (B, C, T')."""
+    b, _, c, length = x.shape
+    xs = x.reshape(b, c, length)
+    xp = F.pad(xs, (pad, pad), mode="replicate") if pad else xs
+    cols = xp.unfold(-1, dilation * (k - 1) + 1, stride)
+    if dilation > 1:
+        cols = cols[..., ::dilation]
+    t_out = cols.shape[2]
+    if not ones:
+        return cols.reshape(-1, k), (b, c, t_out)
+    flat = xp.new_empty(b, c, t_out, k + 1)
+    flat[..., :k] = cols
+    flat[..., k] = 1.0
+    return flat.view(-1, k + 1), (b, c, t_out)
+
+
 def temporal_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int,
                   dilation: int, pad: int, groups: int = 1) -> torch.Tensor:
     """``conv2d(pad(x, (pad, pad), "replicate"), weight, bias, (1, stride), 0, (1, dilation),
@@ -192,18 +218,16 @@ def temporal_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     """
     n_out, n_in_g, _, k = weight.shape
     if n_in_g == 1 and groups == 1 and x.shape[1] == 1:
-        b, _, c, length = x.shape
-        xp = F.pad(x.reshape(b, c, length), (pad, pad), mode="replicate") if pad else x.reshape(b, c, length)
-        cols = xp.unfold(-1, dilation * (k - 1) + 1, stride)
-        if dilation > 1:
-            cols = cols[..., ::dilation]
-        w = weight.reshape(n_out, k).t()
-        flat = cols.reshape(-1, k)
-        y = torch.mm(flat, w) if bias is None else torch.addmm(bias, flat, w)
-        return y.view(b, c, cols.shape[2], n_out).permute(0, 3, 1, 2)
+        flat, (b, c, t_out) = _patches(x, k, stride, dilation, pad, ones=bias is not None)
+        w = weight.reshape(n_out, k)
+        if bias is not None:  # the bias rides on a column of ones: no pass to broadcast it
+            w = torch.cat([w, bias[:, None]], 1)
+        return torch.mm(flat, w.t()).view(b, c, t_out, n_out).permute(0, 3, 1, 2)
     if not pad:
         return F.conv2d(x, weight, bias, (1, stride), 0, (1, dilation), groups)
-    return _ReplicateConv.apply(x, weight, bias, stride, dilation, pad, groups)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)):
+        return _ReplicateConv.apply(x, weight, bias, stride, dilation, pad, groups)
+    return _replicate_conv(x, weight, bias, stride, dilation, pad, groups)
 
 
 class TemporalConv2d(nn.Conv2d):
@@ -432,17 +456,11 @@ class ConvBlock(nn.Module):
         are updated as ``nn.BatchNorm2d`` does."""
         conv, bn = self.conv, self.bn
         k, stride, dilation, pad = conv.kernel_size[1], conv.stride[1], conv.dilation[1], conv.padding[1]
-        b, _, c, length = x.shape
-        xs = x.reshape(b, c, length)
         # patches of the signal minus its mean: a conv of a shifted signal is the conv plus a
         # constant, and the statistics below lose no precision to an EEG offset
-        offset = xs.detach().mean()
-        xs = xs - offset
-        xp = F.pad(xs, (pad, pad), mode="replicate") if pad else xs
-        cols = xp.unfold(-1, dilation * (k - 1) + 1, stride)
-        if dilation > 1:
-            cols = cols[..., ::dilation]
-        flat = cols.reshape(-1, k)  # (M, k) patches
+        offset = x.detach().mean()
+        full, (b, c, t_out) = _patches(x - offset, k, stride, dilation, pad, ones=True)
+        flat = full[:, :k]  # (M, k) patches; the column of ones carries the shift below
         m = flat.shape[0]
         mean_p = (flat.new_ones(1, m) @ flat).squeeze(0) / m
         cov = (flat.t() @ flat).double() / m - torch.outer(mean_p, mean_p).double()
@@ -456,13 +474,13 @@ class ConvBlock(nn.Module):
         shift = bn.bias + scale * (w.sum(1) * offset - mean_y)
         if conv.bias is not None:
             shift = shift + conv.bias * scale
-        y = torch.relu_(torch.addmm(shift, flat, (w * scale[:, None]).t()))
+        y = torch.relu_(torch.mm(full, torch.cat([w * scale[:, None], shift[:, None]], 1).t()))
         with torch.no_grad():
             bn.num_batches_tracked.add_(1)
             factor = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
             bn.running_mean.mul_(1 - factor).add_(mean_y.detach(), alpha=factor)
             bn.running_var.mul_(1 - factor).add_(var_y.detach(), alpha=factor * m / max(m - 1, 1))
-        return y.view(b, c, cols.shape[2], -1).permute(0, 3, 1, 2)
+        return y.view(b, c, t_out, -1).permute(0, 3, 1, 2)
 
     def _forward_folded(self, x: torch.Tensor) -> torch.Tensor:
         """Eval: BatchNorm folded into the convolution, ReLU in place. Same result as
