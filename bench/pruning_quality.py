@@ -131,7 +131,9 @@ def main(argv: list[str] | None = None) -> None:
     for name, rs in results.items():
         au = [r["auroc"] for r in rs]
         sd = statistics.stdev(au) if len(au) > 1 else 0.0
-        print(f"| {name} | {rs[0]['macs']:,} | {statistics.mean(au):.4f} ± {sd:.4f} | "
+        lo, hi = min(r["macs"] for r in rs), max(r["macs"] for r in rs)
+        macs = f"{lo:,}" if lo == hi else f"{lo:,} - {hi:,}"
+        print(f"| {name} | {macs} | {statistics.mean(au):.4f} ± {sd:.4f} | "
               + ", ".join(f"{v:.4f}" for v in au) + " |")
 
 
