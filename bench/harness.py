@@ -298,19 +298,14 @@ class Bench:
         from .models import inference_throughput, onnx_inference_throughput
         from .predict import predict_throughput
 
-        rows = []
         specs = self._specs()
-        for s in specs:
-            r = inference_throughput(s, self.cfg.batch_size if s.name != "SZLoc" else self.cfg.szloc_batch,
-                                     self.cfg.repeats, self.cfg.inference_seconds)
-            rows.append(r)
-            _log(f"inference {s.name}: {r['realtime_factor']['median']:,.0f}x real time")
-        for s in specs:
-            if s.source == "ours" and s.name.startswith("LSN") and not s.reference:
-                for r in onnx_inference_throughput(s, self.cfg.batch_size, self.cfg.repeats, self.work / "onnx",
-                                                   self.cfg.inference_seconds):
-                    rows.append(r)
-                    _log(f"inference {s.name} ({r['source']}): {r['realtime_factor']['median']:,.0f}x real time")
+        rows = inference_throughput(specs, lambda s: self.cfg.szloc_batch if s.name == "SZLoc" else self.cfg.batch_size,
+                                    self.cfg.repeats, self.cfg.inference_seconds)
+        lsn = [s for s in specs if s.source == "ours" and s.name.startswith("LSN") and not s.reference]
+        rows += onnx_inference_throughput(lsn, self.cfg.batch_size, self.cfg.repeats, self.work / "onnx",
+                                          self.cfg.inference_seconds)
+        for r in rows:
+            _log(f"inference {r['model']} ({r['source']}): {r['realtime_factor']['median']:,.0f}x real time")
         for r in rows:  # each LSN row against the dense network in the same runtime
             dense = next((d for d in rows if d["model"] == "LSN dense" and d["source"] == r["source"]), None)
             if r["model"].startswith("LSN") and dense is not None:
@@ -341,12 +336,10 @@ class Bench:
 
         specs = [s for s in self._specs() if s.name in ("LSN dense", "LSN dense, reference")
                  or s.name in ("EEGNetv4", "ShallowFBCSPNet")]
-        rows = []
-        for s in specs:
-            r = training_throughput(s, self.cfg.batch_size, self.cfg.repeats, self.cfg.train_steps,
-                                    seed=self.cfg.seed)
-            rows.append(r)
-            _log(f"training {s.name}: {r['windows_per_s']['median']:,.0f} windows/s")
+        rows = training_throughput(specs, self.cfg.batch_size, self.cfg.repeats, self.cfg.train_steps,
+                                   seed=self.cfg.seed)
+        for r in rows:
+            _log(f"training {r['model']}: {r['windows_per_s']['median']:,.0f} windows/s")
         lsn = next(r for r in rows if r["model"] == "LSN dense")
         for r in rows:
             r["lsn_vs_this"] = ratio(lsn["windows_per_s"]["median"], r["windows_per_s"]["median"])

@@ -158,76 +158,107 @@ def _batch(spec: ModelSpec, batch_size: int, seed: int = 0) -> torch.Tensor:
     return torch.randn((batch_size, *spec.example.shape[1:]), generator=g) * 30.0
 
 
-def inference_throughput(spec: ModelSpec, batch_size: int, repeats: int, min_seconds: float = 0.5) -> dict:
-    """Model-only scoring speed: eval mode, ``torch.inference_mode``, one batch at a time.
+def _rate(call, inputs_per_call: int, min_seconds: float) -> float:
+    """Inputs per second of ``call`` run as many times as fit in ``min_seconds`` (at least once)."""
+    n, t0 = 0, time.perf_counter()
+    while True:
+        call()
+        n += 1
+        dt = time.perf_counter() - t0
+        if dt >= min_seconds:
+            return n * inputs_per_call / dt
 
-    Each repetition runs as many batches as fit in ``min_seconds`` (at least one).
 
-    Returns
-    -------
-    dict
-        ``windows_per_s`` (inputs per second), ``eeg_hours_per_s`` and ``realtime_factor``
-        (seconds of EEG scored per second of wall time), each a :class:`Measurement` dict.
-    """
-    model = spec.model.eval()
-    x = _batch(spec, batch_size)
-    rates = []
-    with torch.inference_mode(), _execution(spec):
-        model(x)  # warm-up: allocator, kernels
-        for _ in range(repeats):
-            n, t0 = 0, time.perf_counter()
-            while True:
-                model(x)
-                n += 1
-                dt = time.perf_counter() - t0
-                if dt >= min_seconds:
-                    break
-            rates.append(n * batch_size / dt)
-    per_s = Measurement(tuple(rates), "windows/s")
-    return {"model": spec.name, "source": spec.source, "batch_size": batch_size,
-            "windows_per_s": per_s.to_dict(),
+def _interleaved(measures: dict, repeats: int) -> dict[str, list[float]]:
+    """``repeats`` rounds, each measuring every entry once: load from other processes on a shared
+    machine hits every entry alike, so ratios between them hold."""
+    out: dict = {k: [] for k in measures}
+    for _ in range(repeats):
+        for k, measure in measures.items():
+            out[k].append(measure())
+    return out
+
+
+def _rows(spec: ModelSpec, rates: list[float], **extra) -> dict:
+    return {"model": spec.name, "source": spec.source, **extra,
+            "windows_per_s": Measurement(tuple(rates), "windows/s").to_dict(),
             "eeg_hours_per_s": Measurement(tuple(r * spec.eeg_seconds / 3600 for r in rates), "h/s").to_dict(),
             "realtime_factor": Measurement(tuple(r * spec.eeg_seconds for r in rates), "x").to_dict()}
 
 
-def training_throughput(spec: ModelSpec, batch_size: int, repeats: int, steps: int = 5,
-                        lr: float = 1e-3, seed: int = 0) -> dict:
+def inference_throughput(specs: list[ModelSpec], batch_size, repeats: int, min_seconds: float = 0.5) -> list[dict]:
+    """Model-only scoring speed: eval mode, ``torch.inference_mode``, one batch at a time.
+
+    ``batch_size``: an int, or a function of the spec. Each repetition of a model runs as many
+    batches as fit in ``min_seconds``; repetitions of all models are interleaved.
+
+    Returns
+    -------
+    list of dict
+        Per spec: ``windows_per_s`` (inputs per second), ``eeg_hours_per_s`` and
+        ``realtime_factor`` (seconds of EEG scored per second of wall time), each a
+        :class:`Measurement` dict.
+    """
+    sizes = {s.name: batch_size(s) if callable(batch_size) else int(batch_size) for s in specs}
+    measures = {}
+    for spec in specs:
+        model, x = spec.model.eval(), _batch(spec, sizes[spec.name])
+
+        def measure(spec=spec, model=model, x=x):
+            with torch.inference_mode(), _execution(spec):
+                return _rate(lambda: model(x), x.shape[0], min_seconds)
+
+        with torch.inference_mode(), _execution(spec):
+            model(x)  # warm-up: allocator, kernels
+        measures[spec.name] = measure
+    rates = _interleaved(measures, repeats)
+    return [_rows(s, rates[s.name], batch_size=sizes[s.name]) for s in specs]
+
+
+def training_throughput(specs: list[ModelSpec], batch_size: int, repeats: int, steps: int = 5,
+                        lr: float = 1e-3, seed: int = 0) -> list[dict]:
     """Windows per second of full training steps: forward, cross-entropy, backward, AdamW step.
 
     The same loop, optimizer, batch and random windows for every model. One untimed step first
-    (optimizer state allocation), then ``repeats`` timings of ``steps`` steps.
+    (optimizer state allocation), then ``repeats`` timings of ``steps`` steps, interleaved across
+    models. The models' weights are restored afterwards.
     """
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn((batch_size, *spec.example.shape[1:]), generator=g) * 30.0
-    y = torch.randint(0, 2, (batch_size,), generator=g)
-    model = spec.model
-    state = {k: v.clone() for k, v in model.state_dict().items()}  # training must not change the spec
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    loss_fn = nn.CrossEntropyLoss()
+    measures, restore = {}, []
+    for spec in specs:
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn((batch_size, *spec.example.shape[1:]), generator=g) * 30.0
+        y = torch.randint(0, 2, (batch_size,), generator=g)
+        model = spec.model
+        if all(model is not m for m, _ in restore):  # two specs may share a model (reference rows)
+            restore.append((model, {k: v.clone() for k, v in model.state_dict().items()}))
+        opt = torch.optim.AdamW(model.parameters(), lr=lr)
 
-    def step():
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
+        def step(model=model, opt=opt, x=x, y=y):
+            model.train()
+            opt.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
 
-    rates = []
-    try:
-        with _execution(spec):
-            step()
-            for _ in range(repeats):
+        def measure(spec=spec, step=step):
+            with _execution(spec):
                 t0 = time.perf_counter()
                 for _ in range(steps):
                     step()
-                rates.append(steps * batch_size / (time.perf_counter() - t0))
+                return steps * batch_size / (time.perf_counter() - t0)
+
+        with _execution(spec):
+            step()
+        measures[spec.name] = measure
+    try:
+        rates = _interleaved(measures, repeats)
     finally:
-        model.eval()
-        model.load_state_dict(state)
-        for p in model.parameters():
-            p.grad = None
-    return {"model": spec.name, "source": spec.source, "batch_size": batch_size, "steps_per_repeat": steps,
-            "windows_per_s": Measurement(tuple(rates), "windows/s").to_dict()}
+        for model, state in restore:  # training must not change the specs
+            model.eval()
+            model.load_state_dict(state)
+            for p in model.parameters():
+                p.grad = None
+    return [{"model": s.name, "source": s.source, "batch_size": batch_size, "steps_per_repeat": steps,
+             "windows_per_s": Measurement(tuple(rates[s.name]), "windows/s").to_dict()} for s in specs]
 
 
 #: ONNX Runtime graph optimization levels measured: the default, and "extended", which leaves
@@ -236,50 +267,45 @@ def training_throughput(spec: ModelSpec, batch_size: int, repeats: int, steps: i
 ORT_LEVELS = ("default", "extended")
 
 
-def onnx_inference_throughput(spec: ModelSpec, batch_size: int, repeats: int, directory,
+def onnx_inference_throughput(specs: list[ModelSpec], batch_size: int, repeats: int, directory,
                               min_seconds: float = 0.5, levels: tuple[str, ...] = ORT_LEVELS) -> list[dict]:
-    """Model-only scoring speed of ``spec`` exported with :func:`lightning_modules.export.export_onnx`
-    and run by ONNX Runtime on CPU with as many threads as torch uses: the deployment path, where
-    the runtime fuses BatchNorm and ReLU into the convolutions. One row per optimization level in
-    ``levels`` (sessions interleaved, so load hits them alike); same measurements as
-    :func:`inference_throughput`; the export is checked against PyTorch first."""
+    """Model-only scoring speed of each spec exported with
+    :func:`lightning_modules.export.export_onnx` and run by ONNX Runtime on CPU with as many
+    threads as torch uses: the deployment path, where the runtime fuses BatchNorm and ReLU into
+    the convolutions. One row per spec and optimization level in ``levels``, all sessions
+    interleaved; same measurements as :func:`inference_throughput`; every export is checked
+    against PyTorch first (``max_abs_diff_vs_torch``)."""
     from pathlib import Path
 
     import onnxruntime as ort
 
     from lightning_modules.export import export_onnx
 
-    path = Path(directory) / f"{spec.name.replace(' ', '_').replace('%', 'pct').replace(',', '')}.onnx"
-    exported = export_onnx(spec.model, path, spec.example.repeat(2, *([1] * (spec.example.ndim - 1))))
-    sessions = {}
-    for level in levels:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        if level == "extended":
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        elif level != "default":
-            raise ValueError(f"unknown ONNX Runtime level {level!r}: use 'default' or 'extended'")
-        sessions[level] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    x = {exported.input_name: _batch(spec, batch_size).numpy()}
-    rates: dict[str, list[float]] = {level: [] for level in levels}
-    for session in sessions.values():
-        session.run(None, x)  # warm-up
-    for _ in range(repeats):
-        for level, session in sessions.items():
-            n, t0 = 0, time.perf_counter()
-            while True:
-                session.run(None, x)
-                n += 1
-                dt = time.perf_counter() - t0
-                if dt >= min_seconds:
-                    break
-            rates[level].append(n * batch_size / dt)
-    return [{"model": spec.name, "source": onnx_source(level), "ort_level": level, "batch_size": batch_size,
-             "max_abs_diff_vs_torch": exported.max_abs_diff,
-             "windows_per_s": Measurement(tuple(r), "windows/s").to_dict(),
-             "eeg_hours_per_s": Measurement(tuple(v * spec.eeg_seconds / 3600 for v in r), "h/s").to_dict(),
-             "realtime_factor": Measurement(tuple(v * spec.eeg_seconds for v in r), "x").to_dict()}
-            for level, r in rates.items()]
+    measures, meta = {}, {}
+    for spec in specs:
+        path = Path(directory) / f"{spec.name.replace(' ', '_').replace('%', 'pct').replace(',', '')}.onnx"
+        exported = export_onnx(spec.model, path, spec.example.repeat(2, *([1] * (spec.example.ndim - 1))))
+        x = {exported.input_name: _batch(spec, batch_size).numpy()}
+        for level in levels:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()
+            if level == "extended":
+                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+            elif level != "default":
+                raise ValueError(f"unknown ONNX Runtime level {level!r}: use 'default' or 'extended'")
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            session.run(None, x)  # warm-up
+            measures[(spec.name, level)] = lambda session=session, x=x: _rate(
+                lambda: session.run(None, x), batch_size, min_seconds)
+            meta[(spec.name, level)] = (spec, exported.max_abs_diff)
+    rates = _interleaved(measures, repeats)
+    rows = []
+    for (name, level), (spec, diff) in meta.items():
+        row = _rows(spec, rates[(name, level)], ort_level=level, batch_size=batch_size,
+                    max_abs_diff_vs_torch=diff)
+        row["source"] = onnx_source(level)
+        rows.append(row)
+    return rows
 
 
 def onnx_source(level: str) -> str:

@@ -243,3 +243,19 @@ def test_build_peak_memory_is_the_childs_own(tiny_run, tmp_path):
     assert 0 < r["peak_rss_mb"] < 500, r["peak_rss_mb"]
     with pytest.raises(ValueError, match="implementation must be one of"):
         run_build("mne", corpus.recordings, corpus.root, tmp_path / "x", tmp_path / "scratch")
+
+
+def test_training_throughput_leaves_the_models_as_they_were():
+    from bench.models import ModelSpec, training_throughput
+    from lightning_modules.lsn import LightSeizureNet
+
+    torch.manual_seed(0)
+    model = LightSeizureNet(18).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    specs = [ModelSpec("LSN dense", "ours", model, model.example_input(), 2.0),
+             ModelSpec("LSN dense, reference", "ours", model, model.example_input(), 2.0, reference=True)]
+    rows = training_throughput(specs, batch_size=4, repeats=2, steps=1)
+    assert [r["model"] for r in rows] == ["LSN dense", "LSN dense, reference"]
+    assert all(len(r["windows_per_s"]["values"]) == 2 for r in rows)
+    assert not model.training
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
