@@ -128,13 +128,14 @@ def _edge_term(w: torch.Tensor, edge: torch.Tensor, groups: int) -> torch.Tensor
 def _edge_grads(w: torch.Tensor, edge: torch.Tensor, grad: torch.Tensor, groups: int
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients of :func:`_edge_term` w.r.t. ``edge`` (B, I, C) and ``w`` (n, O, I/groups),
-    given the gradient (B, O, C, n) of its output."""
+    given the gradient (B, O, C, n) of its output; the first laid out (B, C, I) in memory, like
+    an edge column of a channels-last map."""
     n, o, ig = w.shape
     b, _, c = edge.shape
-    g = grad.reshape(b, groups, o // groups, c, n)
-    g_edge = torch.einsum("bgocn,ngoi->bgic", g, w.view(n, groups, o // groups, ig)).reshape(b, groups * ig, c)
-    g_w = torch.einsum("bgocn,bgic->ngoi", g, edge.reshape(b, groups, ig, c)).reshape(n, o, ig)
-    return g_edge, g_w
+    g = grad.permute(0, 2, 3, 1).reshape(b, c, n, groups, o // groups)  # (B, C, n, g, O/g)
+    g_edge = torch.einsum("bcngo,ngoi->bcgi", g, w.view(n, groups, o // groups, ig))
+    g_w = torch.einsum("bcngo,bcgi->ngoi", g, edge.permute(0, 2, 1).reshape(b, c, groups, ig))
+    return g_edge.reshape(b, c, groups * ig).permute(0, 2, 1), g_w.reshape(n, o, ig)
 
 
 def _replicate_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int,
