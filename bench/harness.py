@@ -89,7 +89,7 @@ class BenchConfig:
     loader_seconds: float = 2.0
     inference_seconds: float = 0.5
     szloc_batch: int = 4
-    train_steps: int = 5
+    train_steps: int = 3
     torch_threads: int | None = None
     braindecode: bool = True
     sections: tuple[str, ...] = SECTIONS
