@@ -504,15 +504,34 @@ class _Dropout(nn.Dropout):
     keep mask, scaled by 1 / (1 - p)): ``bernoulli_`` takes ~3x as long on CPU, and dropout was
     the costliest single element-wise op of a training step."""
 
+    def mask_like(self, x: torch.Tensor) -> torch.Tensor:
+        """A scaled keep mask (0 or 1 / (1 - p)) of ``x``'s shape and layout."""
+        if self.p >= 1.0:
+            return torch.zeros_like(x)
+        keep = 1.0 - self.p
+        return torch.rand_like(x).lt_(keep).mul_(1.0 / keep)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
         if not _fast():
             return super().forward(x)
-        if self.p >= 1.0:
-            return x * 0.0
-        keep = 1.0 - self.p
-        return x * torch.rand_like(x).lt_(keep).mul_(1.0 / keep)
+        return x * self.mask_like(x)
+
+
+class _DropoutMean(torch.autograd.Function):
+    """``(z * mask).mean((2, 3))``, whose backward writes ``mask * grad / (C T')`` in one pass in
+    the mask's (channels-last) layout."""
+
+    @staticmethod
+    def forward(ctx, z, mask):
+        ctx.save_for_backward(mask)
+        return (z * mask).mean(dim=(2, 3))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensors
+        return mask * (grad / (mask.shape[2] * mask.shape[3]))[:, :, None, None], None
 
 
 class LightSeizureNet(nn.Module):
@@ -692,14 +711,19 @@ class LightSeizureNet(nn.Module):
             raise ValueError(f"LightSeizureNet expects EEG windows (batch, {self.n_chans} "
                              f"channels, time), got shape {tuple(x.shape)}")
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, T) microvolts -> feature map (B, F, C, T') before the pool (after dropout)."""
+    def _maps(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T) microvolts -> the last block's map (B, F, C, T'), before dropout."""
         self._check(x)
         z = x.unsqueeze(1) / self.input_scale_uv
         if self.compress:
             z = _asinh(z)
         for block in self.blocks:
             z = block(z)
+        return z
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T) microvolts -> feature map (B, F, C, T') before the pool (after dropout)."""
+        z = self._maps(x)
         if self.training and z.requires_grad and z.is_contiguous(memory_format=torch.channels_last) and _fast():
             # the pool's gradient arrives broadcast, without a layout; ReLU's backward over a
             # channels-last map and a gradient in another layout is ~10x slower than over two alike
@@ -707,6 +731,11 @@ class LightSeizureNet(nn.Module):
         return self.dropout(z)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.dropout.p > 0 and _fast():
+            # dropout and the global average pool as one step: its backward writes the map's
+            # gradient once, channels-last, instead of broadcasting, scaling, converting and masking
+            z = self._maps(x)
+            return self.classifier(_DropoutMean.apply(z, self.dropout.mask_like(z)))
         return self.classifier(self.features(x).mean(dim=(2, 3)))
 
     def seizure_direction(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -313,3 +313,23 @@ def test_mixed_precision_runs_the_modules():
     m.eval()
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert m(x).dtype == torch.bfloat16
+
+
+def test_training_forward_fuses_dropout_and_pool_exactly():
+    """forward() in training draws the same dropout mask as features() and gives the same
+    logits and gradients as pooling features() (the fused backward writes one map)."""
+    import copy
+
+    torch.manual_seed(0)
+    fused = LightSeizureNet(18, dropout=0.3).double().train()
+    split = copy.deepcopy(fused)
+    x = torch.randn(4, 18, 512, dtype=torch.float64) * 30
+    torch.manual_seed(5)
+    a = fused(x)
+    (a ** 2).sum().backward()
+    torch.manual_seed(5)
+    b = split.classifier(split.features(x).mean((2, 3)))
+    (b ** 2).sum().backward()
+    torch.testing.assert_close(a, b)
+    for p, q in zip(fused.parameters(), split.parameters()):
+        torch.testing.assert_close(p.grad, q.grad)
