@@ -9,11 +9,16 @@ Run ``python -m bench`` (``--help`` for the knobs). On one synthetic CHB-MIT-sha
    resident memory (``VmHWM`` of the build process).
 2. **loader** - random-access windows per second through a DataLoader (0 and 2 workers): ours vs
    braindecode's windows dataset lazy and preloaded.
-3. **model_cost** - parameters and MACs per input: LightSeizureNet dense and 50 % kernel-pruned,
-   SZLoc per 45 s clip, braindecode's EEGNetv4 / ShallowFBCSPNet / Deep4Net on 18 x 512.
-4. **inference** - model only (PyTorch; LSN also through ONNX Runtime) and from EDF, as hours of
-   EEG per second and real-time factor.
-5. **training** - LightSeizureNet training-step windows per second on CPU.
+3. **model_cost** - parameters and MACs per input: LightSeizureNet dense and pruned to 60 % kernel
+   sparsity in two forms (whole filters -> narrower dense convolutions, the default structure;
+   balanced kernels per filter -> gather + grouped convolutions, fewest MACs), SZLoc per 45 s clip,
+   braindecode's EEGNetv4 / ShallowFBCSPNet / Deep4Net on 18 x 512.
+4. **inference** - model only (PyTorch; LSN also through ONNX Runtime, default and "extended"
+   graph optimizations) and from EDF, as hours of EEG per second and real-time factor; every LSN
+   row also against dense LSN in the same runtime. "LSN dense, reference" runs the same weights as
+   the modules read (:func:`lightning_modules.lsn.reference_execution`): the before row.
+5. **training** - training-step windows per second on CPU: LightSeizureNet (as it runs, and as its
+   modules read) beside braindecode's EEGNetv4 and ShallowFBCSPNet, same loop, optimizer, batch.
 6. **scale** - cache build time and peak memory at 1x, 2x, 4x the corpus.
 
 Every figure is the median of ``--repeats`` repetitions; ours/braindecode ratios are taken within
@@ -37,13 +42,17 @@ A *measurement* is ``{"median", "min", "max", "values": [...], "unit"}``.
 - ``loader.rows[]``: ``dataset, n_windows, batch_size, num_workers, window_shape,
   vs_braindecode_lazy`` and measurements ``windows_per_s, first_batch_s``
 - ``model_cost``: ``counter``; ``rows[]``: ``model, source, input, eeg_seconds, params, macs,
-  macs_per_eeg_second[, note]``
-- ``inference``: ``model_only[]``: ``model, source`` (``ours``, ``braindecode`` or ``ours, ONNX
-  Runtime``: LSN exported by ``lightning_modules.export``, plus ``max_abs_diff_vs_torch``),
-  ``batch_size`` and measurements ``windows_per_s, eeg_hours_per_s, realtime_factor``;
-  ``from_edf[]``: ``model, eeg_hours, n_windows`` and measurements ``realtime_factor, eeg_hours_per_s``
-- ``training``: ``model, optimizer, device, cpu: {batch_size, steps_per_repeat, windows_per_s},
-  gpu`` (null: no GPU)
+  macs_per_eeg_second[, note]`` and, for LSN rows, ``macs_vs_dense, params_vs_dense``
+- ``inference``: ``model_only[]``: ``model, source`` (``ours``, ``braindecode``, ``ours, ONNX
+  Runtime`` or ``ours, ONNX Runtime (extended optimizations)``: LSN exported by
+  ``lightning_modules.export``, plus ``ort_level`` and ``max_abs_diff_vs_torch``), ``batch_size``,
+  measurements ``windows_per_s, eeg_hours_per_s, realtime_factor`` and, for LSN rows,
+  ``vs_dense`` (windows/s over dense LSN's in the same source); ``from_edf[]``: ``model,
+  eeg_hours, n_windows`` and measurements ``realtime_factor, eeg_hours_per_s``; ``note``
+- ``training``: ``model`` ("LSN dense"), ``optimizer, loss, device, torch_threads``, ``cpu: {batch_size,
+  steps_per_repeat, windows_per_s}`` (LSN dense), ``rows[]: {model, source, batch_size,
+  steps_per_repeat, windows_per_s, lsn_vs_this}`` (LSN dense windows/s over this row's),
+  ``gpu`` (null: not measured) and ``gpu_note`` (why)
 - ``targets[]``: ``name, what, target, value, met`` (null when not measured)
 
 Sections not run are absent; braindecode figures and ratios are null with ``--no-braindecode``.

@@ -29,7 +29,15 @@ TARGETS = {
     "loader_windows_per_s": ("ours, windows/s from one process (0 workers)", 20000.0, ">="),
     "loader_vs_lazy": ("ours / braindecode lazy windows/s (0 workers)", 5.0, ">="),
     "lsn_realtime_factor": ("LSN dense model-only real-time factor (PyTorch)", 1000.0, ">="),
+    "lsn_pruned_macs": ("LSN pruned (whole filters) MACs / dense MACs", 0.5, "<="),
+    "lsn_pruned_speed": ("LSN pruned (whole filters) / dense windows/s, PyTorch", 1.0, ">="),
+    "lsn_pruned_speed_onnx": ("LSN pruned (whole filters) / dense windows/s, ONNX Runtime", 1.0, ">="),
 }
+
+#: The pruned LightSeizureNet row the pruning targets read (see ``bench.models.our_models``).
+PRUNED_ROW_PREFIX = "LSN pruned"
+PRUNED_ROW_SUFFIX = "whole filters"
+GPU_NOTE = "not measured: no GPU on the benchmark machine (CPU only)"
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,7 @@ class BenchConfig:
     loader_seconds: float = 2.0
     inference_seconds: float = 0.5
     szloc_batch: int = 4
-    train_steps: int = 5
+    train_steps: int = 3
     torch_threads: int | None = None
     braindecode: bool = True
     sections: tuple[str, ...] = SECTIONS
@@ -317,8 +325,12 @@ class Bench:
     def section_models(self) -> None:
         from .models import cost_row
 
-        rows = [cost_row(s) for s in self._specs()]
+        rows = [cost_row(s) for s in self._specs() if not s.reference]
+        dense = next((r for r in rows if r["model"] == "LSN dense"), None)
         for r in rows:
+            if dense is not None and r["model"].startswith("LSN"):
+                r["macs_vs_dense"] = r["macs"] / dense["macs"]
+                r["params_vs_dense"] = r["params"] / dense["params"]
             _log(f"cost {r['model']}: {r['params']:,} params, {r['macs']:,} MACs")
         self.results["model_cost"] = {"counter": "torch.utils.flop_counter (conv, linear, matmul; MACs = FLOPs/2)",
                                       "rows": rows}
@@ -327,22 +339,21 @@ class Bench:
         from .models import inference_throughput, onnx_inference_throughput
         from .predict import predict_throughput
 
-        rows = []
         specs = self._specs()
-        for s in specs:
-            r = inference_throughput(s, self.cfg.batch_size if s.name != "SZLoc" else self.cfg.szloc_batch,
-                                     self.cfg.repeats, self.cfg.inference_seconds)
-            rows.append(r)
-            _log(f"inference {s.name}: {r['realtime_factor']['median']:,.0f}x real time")
-        for s in specs:
-            if s.source == "ours" and s.name.startswith("LSN"):
-                r = onnx_inference_throughput(s, self.cfg.batch_size, self.cfg.repeats, self.work / "onnx",
-                                              self.cfg.inference_seconds)
-                rows.append(r)
-                _log(f"inference {s.name} (ONNX Runtime): {r['realtime_factor']['median']:,.0f}x real time")
+        rows = inference_throughput(specs, lambda s: self.cfg.szloc_batch if s.name == "SZLoc" else self.cfg.batch_size,
+                                    self.cfg.repeats, self.cfg.inference_seconds)
+        lsn = [s for s in specs if s.source == "ours" and s.name.startswith("LSN") and not s.reference]
+        rows += onnx_inference_throughput(lsn, self.cfg.batch_size, self.cfg.repeats, self.work / "onnx",
+                                          self.cfg.inference_seconds)
+        for r in rows:
+            _log(f"inference {r['model']} ({r['source']}): {r['realtime_factor']['median']:,.0f}x real time")
+        for r in rows:  # each LSN row against the dense network in the same runtime
+            dense = next((d for d in rows if d["model"] == "LSN dense" and d["source"] == r["source"]), None)
+            if r["model"].startswith("LSN") and dense is not None:
+                r["vs_dense"] = ratio(r["windows_per_s"]["median"], dense["windows_per_s"]["median"])
         end_to_end = []
         for s in specs:
-            if s.source != "ours" or not s.name.startswith("LSN"):
+            if s.source != "ours" or s.name not in ("LSN dense", self._pruned_name()):
                 continue
             r = predict_throughput(s.model, self.corpus.recordings, self.cfg.repeats, self.cfg.preprocessing,
                                    self.cfg.window_s, self.cfg.batch_size)
@@ -351,20 +362,34 @@ class Bench:
         self.results["inference"] = {"model_only": rows, "from_edf": end_to_end,
                                      "note": f"SZLoc scores batches of {self.cfg.szloc_batch} clips of 45 s, "
                                              f"the others "
-                                             f"batches of {self.cfg.batch_size} windows of {self.cfg.window_s:g} s"}
+                                             f"batches of {self.cfg.batch_size} windows of {self.cfg.window_s:g} s; "
+                                             "ONNX Runtime with its default session options and as many "
+                                             "threads as torch"}
+
+    @staticmethod
+    def _pruned_name() -> str:
+        from .models import PRUNED_SPARSITY
+
+        return f"{PRUNED_ROW_PREFIX} {PRUNED_SPARSITY:.0%}, {PRUNED_ROW_SUFFIX}"
 
     def section_training(self) -> None:
-        from lightning_modules.lsn import LightSeizureNet
-
         from .models import training_throughput
 
-        c, t, sf = self._n_chans_times()
-        model = LightSeizureNet(n_chans=c, n_outputs=2, n_times=t, sfreq=sf)
-        r = training_throughput(model, model.example_input(), self.cfg.batch_size, self.cfg.repeats,
-                                self.cfg.train_steps, seed=self.cfg.seed)
-        _log(f"training LSN: {r['windows_per_s']['median']:,.0f} windows/s")
-        self.results["training"] = {"model": "LSN dense", "optimizer": "AdamW", "device": "cpu",
-                                    "cpu": r, "gpu": None}
+        specs = [s for s in self._specs() if s.name in ("LSN dense", "LSN dense, reference")
+                 or s.name in ("EEGNetv4", "ShallowFBCSPNet")]
+        rows = training_throughput(specs, self.cfg.batch_size, self.cfg.repeats, self.cfg.train_steps,
+                                   seed=self.cfg.seed)
+        for r in rows:
+            _log(f"training {r['model']}: {r['windows_per_s']['median']:,.0f} windows/s")
+        lsn = next(r for r in rows if r["model"] == "LSN dense")
+        for r in rows:
+            r["lsn_vs_this"] = ratio(lsn["windows_per_s"]["median"], r["windows_per_s"]["median"])
+        import torch
+
+        self.results["training"] = {"model": "LSN dense", "optimizer": "AdamW", "loss": "cross-entropy",
+                                    "device": "cpu", "torch_threads": torch.get_num_threads(),
+                                    "cpu": {k: lsn[k] for k in ("batch_size", "steps_per_repeat", "windows_per_s")},
+                                    "rows": rows, "gpu": None, "gpu_note": GPU_NOTE}
 
     # -- whole run ------------------------------------------------------------------------
     def targets(self) -> list[dict]:
@@ -380,9 +405,16 @@ class Bench:
             if row["dataset"] == "ours" and row["num_workers"] == 0:
                 values["loader_windows_per_s"] = row["windows_per_s"]["median"]
                 values["loader_vs_lazy"] = row["vs_braindecode_lazy"]
+        pruned = self._pruned_name()
         for row in res.get("inference", {}).get("model_only", []):
             if row["model"] == "LSN dense" and row["source"] == "ours":  # PyTorch, not ONNX Runtime
                 values["lsn_realtime_factor"] = row["realtime_factor"]["median"]
+            if row["model"] == pruned and row["source"] in ("ours", "ours, ONNX Runtime"):  # default session
+                key = "lsn_pruned_speed" if row["source"] == "ours" else "lsn_pruned_speed_onnx"
+                values[key] = row.get("vs_dense")
+        for row in res.get("model_cost", {}).get("rows", []):
+            if row["model"] == pruned:
+                values["lsn_pruned_macs"] = row.get("macs_vs_dense")
         out = []
         for name, (what, threshold, op) in TARGETS.items():
             v = values[name]

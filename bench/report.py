@@ -106,9 +106,10 @@ def render_markdown(res: dict) -> str:
     if mc:
         lines += ["## Model cost per input", "", f"Counted with {mc['counter']}.", ""]
         rows = [[r["model"], r["source"], " x ".join(str(v) for v in r["input"]), _num(r["params"]),
-                 _num(r["macs"]), _num(r["macs_per_eeg_second"])] for r in mc["rows"]]
+                 _num(r["macs"]), _ratio(r.get("macs_vs_dense")), _num(r["macs_per_eeg_second"])]
+                for r in mc["rows"]]
         lines += _table(["model", "source", "input (chans x samples)", "parameters", "MACs per input",
-                         "MACs per s of EEG"], rows)
+                         "MACs vs LSN dense", "MACs per s of EEG"], rows)
         notes = [f"- {r['model']}: {r['note']}" for r in mc["rows"] if r.get("note")]
         lines += [""] + notes + [""] if notes else [""]
 
@@ -116,21 +117,27 @@ def render_markdown(res: dict) -> str:
     if inf:
         lines += ["## Inference (CPU)", "", inf.get("note", ""), ""]
         rows = [[r["model"], r["source"], "model only", _med(r["windows_per_s"], 0), _med(r["eeg_hours_per_s"], 2),
-                 _med(r["realtime_factor"], 0)] for r in inf["model_only"]]
+                 _med(r["realtime_factor"], 0), _ratio(r.get("vs_dense"))] for r in inf["model_only"]]
         window_s = cfg.get("window_s", 2.0)
         rows += [[r["model"], "ours", "from EDF (read, harmonize, filter, window, model)",
                   _num(r["realtime_factor"]["median"] / window_s), _med(r["eeg_hours_per_s"], 2),
-                  _med(r["realtime_factor"], 0)] for r in inf["from_edf"]]
-        lines += _table(["model", "source", "path", "inputs/s", "EEG hours/s", "x real time"], rows)
+                  _med(r["realtime_factor"], 0), "n/a"] for r in inf["from_edf"]]
+        lines += _table(["model", "source", "path", "inputs/s", "EEG hours/s", "x real time",
+                         "vs LSN dense (same runtime)"], rows)
         lines.append("")
 
     tr = res.get("training")
     if tr:
-        cpu = tr["cpu"]
-        lines += ["## Training step", "",
-                  f"{tr['model']}, batch {cpu['batch_size']}, forward + backward + {tr['optimizer']} step on "
-                  f"CPU: **{_med(cpu['windows_per_s'], 0)} windows/s**. GPU: "
-                  f"{'not measured (no GPU on this machine)' if tr.get('gpu') is None else tr['gpu']}.", ""]
+        rows_tr = tr.get("rows") or [{"model": tr["model"], "source": "ours", **tr["cpu"]}]
+        first = rows_tr[0]
+        lines += ["## Training step (CPU)", "",
+                  f"Forward + {tr.get('loss', 'cross-entropy')} + backward + {tr['optimizer']} step, batch "
+                  f"{first['batch_size']} of the same random windows, the same loop for every model, "
+                  f"{tr.get('torch_threads', '?')} torch threads.", ""]
+        rows = [[r["model"], r.get("source", "ours"), _med(r["windows_per_s"], 0), _ratio(r.get("lsn_vs_this"))]
+                for r in rows_tr]
+        lines += _table(["model", "source", "windows/s", "LSN dense / this"], rows)
+        lines += ["", f"GPU: {tr['gpu'] if tr.get('gpu') is not None else tr.get('gpu_note', 'not measured')}.", ""]
 
     tg = res.get("targets")
     if tg:

@@ -7,21 +7,29 @@ the weakest are zeroed on a schedule, and the network is fine-tuned in between w
 kernels held at zero. Lightning's ``ModelPruning`` has no kernel-wise unit and by default resets
 the surviving weights (lottery ticket), so it is not used here.
 
-By default (scope ``"filter_balanced"``) every round prunes, inside every output filter of every
-convolution, the same fraction of its remaining input kernels, so all filters of a layer keep
-the same number ``m`` of input kernels. That regular pattern is what lets compaction turn
-kernel sparsity into fewer multiply-accumulates on ordinary hardware.
+Which kernels a round may take is the *scope*; it decides the structure compaction can turn into
+speed. By default (``"filter"``) a round removes the kernels of whole filters together with the
+kernels of the next layer that read those filters' maps, thinning every layer evenly and taking
+the filters whose kernels carry the least (layer-normalized) score first: compaction then leaves
+a narrower network of dense convolutions. On CPU that is the only structure measured to run
+faster than the dense network (``python -m callbacks.pruning``, ``make bench``): at LSN's 8-16
+feature maps a layer costs memory traffic over its maps about as much as multiply-accumulates,
+and only removing maps removes traffic. ``"filter_balanced"`` prunes inside every filter, each
+keeping the same number ``m`` of its input kernels (the finer kernel-level pattern): compaction
+into :class:`~lightning_modules.lsn.SparseKernelConv` (gather the ``m`` maps each filter reads,
+then a grouped convolution) cuts the MACs just as far but runs several times slower than dense
+on CPU; ``sparse_kernels=False`` keeps such layers dense with the zeros (dense speed, dense
+MACs). ``"layer"`` and ``"global"`` prune irregular patterns that compact least.
 
-At the end the network is compacted: a filter whose kernels are all pruned outputs a constant
-(its BatchNorm shift through the activation), so it is removed together with the matching
-input kernels of the next layer, its constant contribution folded into that layer's bias
-(exact when the next convolution pads by replicating edges, as LightSeizureNet's do); a filter
-nobody reads any more (all kernels that take it as input are pruned) is removed too. A layer
-whose surviving filters each keep at most ``m`` < ``in`` input kernels becomes a
-:class:`~lightning_modules.lsn.SparseKernelConv` (gather the ``m`` maps each filter reads, then
-a grouped convolution holding only those kernels; filters keeping fewer than ``m`` are padded
-with zero kernels). Parameters and MACs counted by ``torch.utils.flop_counter`` then really
-drop; :func:`sparse_macs` is what a kernel-skipping implementation of the masked network costs.
+Compaction: a filter whose kernels are all pruned outputs a constant (its BatchNorm shift through
+the activation), so it is removed together with the matching input kernels of the next layer,
+its constant contribution folded into that layer's bias (exact when the next convolution pads by
+replicating edges, as LightSeizureNet's do); a filter nobody reads any more (all kernels that
+take it as input are pruned) is removed too. A layer whose surviving filters each keep at most
+``m`` < ``in`` input kernels becomes a :class:`~lightning_modules.lsn.SparseKernelConv`
+(filters keeping fewer than ``m`` are padded with zero kernels) unless ``sparse_kernels`` is
+off. Parameters and MACs counted by ``torch.utils.flop_counter`` then really drop;
+:func:`sparse_macs` is what a kernel-skipping implementation of the masked network costs.
 """
 from __future__ import annotations
 
@@ -40,7 +48,7 @@ from lightning_modules.cost import count_macs, count_params
 from lightning_modules.lsn import SparseKernelConv
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-SCOPES = ("filter_balanced", "layer", "global")
+SCOPES = ("filter", "filter_balanced", "layer", "global")
 
 
 # -- measuring -----------------------------------------------------------------------------
@@ -382,8 +390,18 @@ class KernelPruning(pl.Callback):
         (after BN the raw scale of a filter's weights means nothing); kernels of weak filters
         then go together, so whole filters empty out and compaction removes more. "random" is
         the control for ablations (seeded by ``seed`` and round).
-    scope : {"filter_balanced", "layer", "global"}
-        "filter_balanced" (default): every round prunes, inside every output filter of every
+    scope : {"filter", "filter_balanced", "layer", "global"}
+        Which kernels a round may take (the structure compaction can exploit).
+        "filter" (default): whole filters, i.e. all kernels of a filter together with the kernels
+        of the next layer that read its map (LightSeizureNet's chain, ``conv_chain()``, is
+        required). Filters go one at a time from the layer that keeps the largest fraction of its
+        filters, so layers thin evenly; inside a layer, the filter whose kernels (own and
+        readers') carry the least score, each score divided by its layer's mean over unpruned
+        kernels, goes first; a round stops before overshooting its share (a round too small for
+        any filter takes the cheapest one that does not overshoot the target). Compaction
+        leaves narrower dense convolutions: fewer MACs, parameters *and* feature maps, the form
+        measured faster than dense on CPU in PyTorch and ONNX Runtime.
+        "filter_balanced": every round prunes, inside every output filter of every
         convolution, the same fraction of its remaining input kernels (lowest score first), so
         all filters of a layer keep the same number ``m`` of kernels and compaction turns the
         sparsity into fewer MACs (:class:`~lightning_modules.lsn.SparseKernelConv`). ``m`` is
@@ -392,7 +410,8 @@ class KernelPruning(pl.Callback):
         largest rounding excess first, while the goal is not overshot (a round too small for
         one step takes the cheapest step that does not overshoot the target). Convolutions with
         one input map (LightSeizureNet's first block) have one kernel per filter and stay
-        dense; the other layers prune slightly more to reach the target.
+        dense; the other layers prune slightly more to reach the target. As many MACs go as in
+        "filter", but the gathered form runs several times slower than dense on CPU.
         "layer": each convolution is pruned to the same sparsity, kernels of a layer competing
         across filters. "global": kernels compete across layers, each score divided by the mean
         score of its layer's unpruned kernels (after BatchNorm the raw scale of a layer's
@@ -411,8 +430,9 @@ class KernelPruning(pl.Callback):
         Compaction turns layers whose filters keep fewer kernels than inputs into
         :class:`~lightning_modules.lsn.SparseKernelConv` (fewer MACs and parameters). False
         removes whole filters only and keeps the pruned kernels as zeros in dense convolutions:
-        more MACs, but on CPUs often faster, because a dense convolution reuses each input map
-        for all filters while the gathered maps of a sparse one are ``m`` times larger.
+        dense MACs, but on CPUs much faster than the gathered form, because a dense convolution
+        reuses each input map for all filters while the gathered maps of a sparse one are ``m``
+        times larger. No effect with scope "filter" (its layers compact to dense convolutions).
 
     Notes
     -----
@@ -426,7 +446,7 @@ class KernelPruning(pl.Callback):
     """
 
     def __init__(self, target_sparsity: float = 0.5, amount: float = 0.2, every_n_epochs: int = 1,
-                 start_epoch: int = 0, criterion: str = "l1", scope: str = "filter_balanced",
+                 start_epoch: int = 0, criterion: str = "l1", scope: str = "filter",
                  include: str | None = None, compact_on_fit_end: bool = True,
                  example_input: torch.Tensor | None = None, seed: int = 0,
                  sparse_kernels: bool = True):
@@ -538,10 +558,12 @@ class KernelPruning(pl.Callback):
             else:
                 s = kernel_scores(conv.weight, self.criterion).float().cpu()
             alive = s[mask]
-            if self.scope == "global" and alive.numel() > 0:
+            if self.scope in ("global", "filter") and alive.numel() > 0:
                 s = s / alive.mean().clamp(min=1e-12)
             scores[name] = s.masked_fill(~mask, float("inf"))
-        if self.scope == "filter_balanced":
+        if self.scope == "filter":
+            self._prune_filters(scores, pruned + n, goal)
+        elif self.scope == "filter_balanced":
             self._prune_balanced(scores, pruned + n, goal)
         elif self.scope == "layer":
             frac = (pruned + n) / total
@@ -572,6 +594,72 @@ class KernelPruning(pl.Callback):
                 done += 1
         self.apply_masks()
         return sum(int((~m).sum()) for m in self.masks.values()) - pruned
+
+    def _chain_names(self) -> list[str | None]:
+        """Names of the chain's convolutions in order (None for one not pruned), for the
+        "filter" scope: the input maps of block i + 1 are the filters of block i."""
+        model = _chain_model(self._module) if self._module is not None else None
+        if model is None:
+            raise ValueError(f"scope 'filter' needs a conv chain (conv_chain()), "
+                             f"{type(self._module).__name__} has none")
+        names = {id(c): n for n, c in self._convs.items()}
+        return [names.get(id(b.conv)) for b in model.conv_chain()[0]]
+
+    def _filter_candidates(self, scores: dict[str, torch.Tensor] | None = None) -> list[tuple]:
+        """Per chain layer with more than one live filter, its weakest live filter:
+        ``(kept fraction, mass per kernel, cost, layer index, filter)``, where the cost is the
+        live kernels removing it prunes (its own, and those of the next layer that read it) and
+        the mass is their summed (layer-normalized) scores."""
+        chain = self._chain_names()
+        out = []
+        for i, name in enumerate(chain):
+            if name is None:
+                continue
+            mask = self.masks[name]
+            live = mask.any(1)
+            if int(live.sum()) <= 1:
+                continue
+            nxt = chain[i + 1] if i + 1 < len(chain) else None
+            cost = mask.sum(1) + (self.masks[nxt].sum(0) if nxt is not None else 0)
+            if scores is None:
+                mass = cost.float()
+            else:
+                mass = torch.where(mask, scores[name], 0).sum(1)
+                if nxt is not None:
+                    mass = mass + torch.where(self.masks[nxt], scores[nxt], 0).sum(0)
+            per_kernel = (mass / cost.clamp(min=1)).masked_fill(~live, float("inf"))
+            j = int(per_kernel.argmin())
+            out.append((int(live.sum()) / mask.shape[0], float(per_kernel[j]), int(cost[j]), i, j))
+        return out
+
+    def _prune_filters(self, scores: dict[str, torch.Tensor], round_goal: int, goal: int) -> None:
+        """Prune whole filters: all kernels of a filter and all kernels that read its output map.
+
+        Filters go one at a time from the layer that keeps the largest fraction of its filters
+        (so layers thin evenly), the filter whose kernels carry the least layer-normalized score
+        first, while the round's goal is not overshot; a round too small for any filter takes the
+        cheapest one that does not overshoot the target.
+        """
+        chain = self._chain_names()
+        pruned = sum(int((~m).sum()) for m in self.masks.values())
+        took = False
+        while True:
+            cands = [c for c in self._filter_candidates(scores) if pruned + c[2] <= round_goal]
+            if not cands:
+                if took:
+                    return
+                cands = [c for c in self._filter_candidates(scores) if pruned + c[2] <= goal]
+                if not cands:
+                    return
+                cands = [min(cands, key=lambda c: c[2])]
+            _, _, cost, i, j = min(cands, key=lambda c: (-c[0], c[1]))
+            self.masks[chain[i]][j] = False
+            if i + 1 < len(chain) and chain[i + 1] is not None:
+                self.masks[chain[i + 1]][:, j] = False
+            pruned += cost
+            took = True
+            if pruned >= round_goal:
+                return
 
     def _prune_balanced(self, scores: dict[str, torch.Tensor], round_goal: int, goal: int) -> None:
         """Prune every filter of every multi-input convolution to the same number of kernels.
@@ -677,6 +765,8 @@ class KernelPruning(pl.Callback):
         left = int(math.floor(self.target_sparsity * total + 1e-9)) - pruned
         if left <= 0:
             return False
+        if self.scope == "filter":
+            return any(c[2] <= left for c in self._filter_candidates())
         if self.scope != "filter_balanced":
             return True
         steps = []
@@ -734,14 +824,36 @@ class KernelPruning(pl.Callback):
 
 
 # -- measurement ---------------------------------------------------------------------------
-def _cost_table(targets: list[float], n_chans: int, n_times: int, seed: int, time_batch: int,
-                repeats: int) -> list[dict]:
-    """Dense vs compacted parameters, MACs and (optionally) CPU time of LightSeizureNet pruned
-    by L1 in one round to each target, "filter_balanced" and "layer" scope, compacted with and
-    without sparse-kernel convolutions (fresh weights: the cost depends on how many kernels and
-    filters go, not on training)."""
+#: The forms ``python -m callbacks.pruning`` compares at every target: (scope, sparse_kernels, label).
+FORMS = (("filter", True, "whole filters -> narrower dense convolutions"),
+         ("filter_balanced", True, "balanced kernels -> gather + grouped convolutions"),
+         ("filter_balanced", False, "balanced kernels -> dense convolutions holding the zeros"))
+
+
+def _interleaved_ms(fns: dict, repeats: int) -> dict[str, float]:
+    """Median milliseconds per call of each function, calls interleaved so that load from other
+    processes hits every entry alike."""
     import statistics
     import time
+
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for f in fns.values():
+        f()  # warm-up
+    for _ in range(repeats):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
+
+
+def _cost_table(targets: list[float], n_chans: int, n_times: int, seed: int, time_batch: int,
+                repeats: int, onnx: bool = True) -> list[dict]:
+    """Dense vs pruned LightSeizureNet in each of :data:`FORMS`: parameters, MACs and (with
+    ``time_batch``) CPU milliseconds per batch under ``torch.inference_mode`` and through ONNX
+    Runtime (default session options). Pruned by L1 in one round to each target, on fresh
+    weights: the cost depends on how many kernels and filters go, not on training."""
+    import tempfile
 
     from lightning_modules.lsn import LightSeizureNet
 
@@ -749,36 +861,44 @@ def _cost_table(targets: list[float], n_chans: int, n_times: int, seed: int, tim
     dense = LightSeizureNet(n_chans, n_times=n_times).eval()
     example = dense.example_input()
     models = {"dense": dense}
-    rows = [{"model": "dense", "target": 0.0, "sparsity": 0.0, "params": count_params(dense),
-             "macs": count_macs(dense, example), "kernels_per_filter": None}]
+    rows = [{"model": "dense", "form": "dense", "target": 0.0, "sparsity": 0.0, "params": count_params(dense),
+             "macs": count_macs(dense, example), "widths": list(dense.n_filters), "kernels_per_filter": None}]
     for target in targets:
-        for scope, sparse_kernels in (("filter_balanced", True), ("filter_balanced", False),
-                                      ("layer", True), ("layer", False)):
+        for scope, sparse_kernels, label in FORMS:
             model = copy.deepcopy(dense)
-            cb = KernelPruning(target_sparsity=target, amount=1.0, scope=scope)
+            cb = KernelPruning(target_sparsity=target, amount=1.0, scope=scope, sparse_kernels=sparse_kernels)
             cb.attach(model)
             cb.prune_round()
             sparsity = cb.sparsity
             report = compact(model, example, sparse_kernels=sparse_kernels)
-            name = (f"{target:.2f} {scope}, "
-                    + ("sparse kernels" if sparse_kernels else "whole filters only"))
+            name = f"{target:.2f} {scope}: {label}"
             models[name] = model.eval()
-            rows.append({"model": name, "target": target, "sparsity": sparsity,
+            rows.append({"model": name, "form": label, "target": target, "sparsity": sparsity,
                          "params": report.params_after, "macs": report.macs_after,
-                         "kernels_per_filter": report.kernels_per_filter})
+                         "widths": list(report.widths_after), "kernels_per_filter": report.kernels_per_filter})
     if time_batch > 0:
         x = torch.randn(time_batch, n_chans, n_times) * 50
-        times: dict[str, list[float]] = {k: [] for k in models}
         with torch.inference_mode():
-            for m in models.values():
-                m(x)  # warm-up
-            for _ in range(repeats):  # interleaved, so load from other processes hits all alike
-                for k, m in models.items():
-                    t0 = time.perf_counter()
-                    m(x)
-                    times[k].append(time.perf_counter() - t0)
+            torch_ms = _interleaved_ms({k: (lambda m=m: m(x)) for k, m in models.items()}, repeats)
+        ort_ms: dict[str, float] = {}
+        if onnx:
+            import onnxruntime as ort
+
+            from lightning_modules.export import export_onnx
+
+            sessions = {}
+            with tempfile.TemporaryDirectory() as tmp:
+                for i, (k, m) in enumerate(models.items()):
+                    path = export_onnx(m, f"{tmp}/m{i}.onnx").path
+                    opts = ort.SessionOptions()
+                    opts.intra_op_num_threads = torch.get_num_threads()
+                    sessions[k] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            feed = x.numpy()
+            ort_ms = _interleaved_ms({k: (lambda s=s: s.run(None, {"x": feed})) for k, s in sessions.items()},
+                                     repeats)
         for row in rows:
-            row["ms_per_batch"] = 1e3 * statistics.median(times[row["model"]])
+            row["torch_ms"] = torch_ms[row["model"]]
+            row["onnx_ms"] = ort_ms.get(row["model"])
     return rows
 
 
@@ -787,28 +907,43 @@ def _main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(
         prog="python -m callbacks.pruning",
-        description="LightSeizureNet cost after balanced kernel-wise pruning and compaction")
+        description="LightSeizureNet cost after kernel-wise pruning and compaction, dense and pruned "
+                    "side by side: parameters, MACs and CPU latency of each compacted form")
     parser.add_argument("--targets", type=float, nargs="+", default=[0.5, 0.6, 0.7])
     parser.add_argument("--n-chans", type=int, default=18)
     parser.add_argument("--n-times", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--time-batch", type=int, default=0,
-                        help="also time CPU inference on batches of this size (0: skip)")
+    parser.add_argument("--time-batch", type=int, default=256,
+                        help="time CPU inference on batches of this size (0: skip)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime column")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = _cost_table(args.targets, args.n_chans, args.n_times, args.seed, args.time_batch,
-                       args.repeats)
+                       args.repeats, onnx=not args.no_onnx)
     dense = rows[0]
-    timed = "ms_per_batch" in dense
-    head = "| model | kernel sparsity | kernels per filter | params | MACs | MACs / dense |"
-    print(head + (f" ms per batch of {args.time_batch} ({args.threads} thread) |" if timed else ""))
-    print("|---" * (6 + timed) + "|")
+    timed = "torch_ms" in dense
+    with_onnx = timed and dense.get("onnx_ms") is not None
+    head = ["model", "kernel sparsity", "widths", "kernels per filter", "params", "MACs", "MACs / dense"]
+    if timed:
+        head += [f"PyTorch ms / {args.time_batch} windows", "PyTorch speed vs dense"]
+    if with_onnx:
+        head += [f"ONNX Runtime ms / {args.time_batch} windows", "ONNX Runtime speed vs dense"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
     for r in rows:
-        line = (f"| {r['model']} | {r['sparsity']:.3f} | {r['kernels_per_filter'] or 'all'} | "
-                f"{r['params']:,} | {r['macs']:,} | {r['macs'] / dense['macs']:.3f} |")
-        print(line + (f" {r['ms_per_batch']:.0f} |" if timed else ""))
+        cells = [r["model"], f"{r['sparsity']:.3f}", ",".join(map(str, r["widths"])),
+                 ",".join(map(str, r["kernels_per_filter"])) if r["kernels_per_filter"] else "all",
+                 f"{r['params']:,}", f"{r['macs']:,}", f"{r['macs'] / dense['macs']:.3f}"]
+        if timed:
+            cells += [f"{r['torch_ms']:.1f}", f"{dense['torch_ms'] / r['torch_ms']:.2f}x"]
+        if with_onnx:
+            cells += [f"{r['onnx_ms']:.1f}", f"{dense['onnx_ms'] / r['onnx_ms']:.2f}x"]
+        print("| " + " | ".join(cells) + " |")
+    if timed:
+        print(f"\n{args.threads} thread(s); medians of {args.repeats} interleaved runs; PyTorch under "
+              "torch.inference_mode (BatchNorm folded), ONNX Runtime with default session options.")
 
 
 if __name__ == "__main__":

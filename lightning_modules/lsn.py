@@ -12,8 +12,10 @@ Pure ``torch.nn``: no Lightning import here.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import torch
@@ -43,6 +45,216 @@ class ECAM(NamedTuple):
     cam_features: torch.Tensor
 
 
+# -- fast temporal convolution --------------------------------------------------------------
+# The blocks convolve (1, k) kernels along time over (B, F, C, T) maps with replicate padding.
+# On CPU these layers are bound by memory traffic rather than by multiply-accumulates: at 8-16
+# feature maps an F.pad copy of the map, an element-wise pass, or a layout reorder inside the
+# convolution costs as much as the convolution itself. The functions below compute exactly the
+# same outputs without a padded copy (zero-padded convolution, then the few outputs that read past
+# an edge are corrected), with the maps kept channels-last from the first block on (the layout
+# oneDNN convolves without reordering), and the first block (one input map, where a library
+# convolution is slowest) as one matrix product over time patches.
+
+
+_REFERENCE = False
+
+
+@contextlib.contextmanager
+def reference_execution() -> Iterator[None]:
+    """Run LightSeizureNet exactly as its modules read, in every mode: replicate pad copy, then
+    ``nn.Conv2d``, ``nn.BatchNorm2d``, ``nn.ReLU``, ``nn.Dropout``, maps in PyTorch's default
+    layout. Same function as the fast paths (up to float rounding); for tests and the
+    benchmark's before/after rows. Not thread-safe (a module-level switch)."""
+    global _REFERENCE
+    before, _REFERENCE = _REFERENCE, True
+    try:
+        yield
+    finally:
+        _REFERENCE = before
+
+
+def _fast() -> bool:
+    return not _REFERENCE and not torch.jit.is_tracing()
+
+
+def _fast_training(x: torch.Tensor) -> bool:
+    """The hand-written training paths assume one dtype throughout: under autocast (mixed
+    precision) the modules run instead."""
+    return _fast() and not torch.is_autocast_enabled(x.device.type)
+
+
+@functools.lru_cache(maxsize=512)
+def _edge_taps(length: int, kernel: int, stride: int, dilation: int, pad: int
+               ) -> tuple[int, tuple[tuple[int, ...], ...], int, tuple[tuple[int, ...], ...]]:
+    """Which taps of a replicate-padded convolution along time fall past each edge.
+
+    Returns ``(n_left, left, right_start, right)``: outputs ``0 .. n_left-1`` read left of the
+    signal, ``left[t][j] = 1`` where tap ``j`` of output ``t`` does (it then reads sample 0);
+    outputs ``right_start ..`` read right of it, ``right[t - right_start][j] = 1`` where tap
+    ``j`` does (it reads the last sample).
+    """
+    n_out = (length + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+    left, right = [], []
+    right_start = n_out
+    for t in range(n_out):
+        first = t * stride - pad
+        lo = tuple(int(first + j * dilation < 0) for j in range(kernel))
+        hi = tuple(int(first + j * dilation > length - 1) for j in range(kernel))
+        if any(lo):
+            left.append(lo)
+        if any(hi):
+            right_start = min(right_start, t)
+            right.append(hi)
+    # affected outputs are contiguous runs at each end
+    return len(left), tuple(left), right_start, tuple(right)
+
+
+def _summed_taps(taps: tuple, weight: torch.Tensor) -> torch.Tensor:
+    """(n, O, I/groups): per affected output, the sum of the kernel taps in ``taps`` (n, k)."""
+    sel = torch.tensor(taps, dtype=weight.dtype, device=weight.device)
+    return torch.einsum("nk,oik->noi", sel, weight[:, :, 0, :])
+
+
+def _edge_term(w: torch.Tensor, edge: torch.Tensor, groups: int) -> torch.Tensor:
+    """(B, O, C, n): summed taps ``w`` (n, O, I/groups) times the edge sample ``edge`` (B, I, C),
+    laid out (B, C, n, O) in memory like the matching slice of a channels-last map."""
+    n, o, ig = w.shape
+    b, _, c = edge.shape
+    out = torch.einsum("bcgi,ngoi->bcngo", edge.permute(0, 2, 1).reshape(b, c, groups, ig),
+                       w.view(n, groups, o // groups, ig))
+    return out.reshape(b, c, n, o).permute(0, 3, 1, 2)
+
+
+def _edge_grads(w: torch.Tensor, edge: torch.Tensor, grad: torch.Tensor, groups: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of :func:`_edge_term` w.r.t. ``edge`` (B, I, C) and ``w`` (n, O, I/groups),
+    given the gradient (B, O, C, n) of its output; the first laid out (B, C, I) in memory, like
+    an edge column of a channels-last map."""
+    n, o, ig = w.shape
+    b, _, c = edge.shape
+    g = grad.permute(0, 2, 3, 1).reshape(b, c, n, groups, o // groups)  # (B, C, n, g, O/g)
+    g_edge = torch.einsum("bcngo,ngoi->bcgi", g, w.view(n, groups, o // groups, ig))
+    g_w = torch.einsum("bcngo,bcgi->ngoi", g, edge.permute(0, 2, 1).reshape(b, c, groups, ig))
+    return g_edge.reshape(b, c, groups * ig).permute(0, 2, 1), g_w.reshape(n, o, ig)
+
+
+def _replicate_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int,
+                    dilation: int, pad: int, groups: int) -> torch.Tensor:
+    """Zero-padded convolution plus the edge terms of replicate padding (no autograd graph of
+    its own: :class:`_ReplicateConv` differentiates it)."""
+    n_left, left, right_start, right = _edge_taps(x.shape[-1], weight.shape[-1], stride, dilation, pad)
+    y = F.conv2d(x, weight, bias, (1, stride), (0, pad), (1, dilation), groups)
+    if n_left:
+        y[..., :n_left] += _edge_term(_summed_taps(left, weight), x[..., 0], groups)
+    if right:
+        y[..., right_start:right_start + len(right)] += _edge_term(_summed_taps(right, weight), x[..., -1], groups)
+    return y
+
+
+class _ReplicateConv(torch.autograd.Function):
+    """Zero-padded convolution plus the edge terms of replicate padding, with a hand-written
+    backward: autograd through slices of the map would add full-size zero tensors for the
+    gradient of each edge column, which is what the padding copy cost in the first place."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride: int, dilation: int, pad: int, groups: int):
+        ctx.save_for_backward(x, weight)
+        ctx.conf = (stride, dilation, pad, groups, bias is not None,
+                    _edge_taps(x.shape[-1], weight.shape[-1], stride, dilation, pad))
+        return _replicate_conv(x, weight, bias, stride, dilation, pad, groups)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        stride, dilation, pad, groups, has_bias, (n_left, left, right_start, right) = ctx.conf
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        grad = grad.contiguous(memory_format=torch.channels_last) \
+            if x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1 else grad.contiguous()
+        g_x, g_w, g_b = torch.ops.aten.convolution_backward(
+            grad, x, weight, [weight.shape[0]] if has_bias else None, [1, stride], [0, pad],
+            [1, dilation], False, [0, 0], groups, [need_x, need_w, need_b and has_bias])
+        for taps, cols, col in ((left, slice(0, n_left), 0),
+                                (right, slice(right_start, right_start + len(right)), -1)):
+            if not taps:
+                continue
+            w_sum = _summed_taps(taps, weight)
+            ge, gw = _edge_grads(w_sum, x[..., col], grad[..., cols], groups)
+            if need_x:
+                g_x[..., col] += ge
+            if need_w:
+                sel = torch.tensor(taps, dtype=weight.dtype, device=weight.device)
+                g_w[:, :, 0, :] += torch.einsum("nk,noi->oik", sel, gw)
+        return g_x, g_w, g_b, None, None, None, None
+
+
+def _patches(x: torch.Tensor, k: int, stride: int, dilation: int, pad: int, ones: bool = False
+             ) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """(M, k) time patches of a one-map input (B, 1, C, T) under replicate padding, M = B*C*T',
+    row order (B, C, T'); with ``ones`` a last column of ones, (M, k + 1). Also (B, C, T')."""
+    b, _, c, length = x.shape
+    xs = x.reshape(b, c, length)
+    xp = F.pad(xs, (pad, pad), mode="replicate") if pad else xs
+    cols = xp.unfold(-1, dilation * (k - 1) + 1, stride)
+    if dilation > 1:
+        cols = cols[..., ::dilation]
+    t_out = cols.shape[2]
+    if not ones:
+        return cols.reshape(-1, k), (b, c, t_out)
+    flat = xp.new_empty(b, c, t_out, k + 1)
+    flat[..., :k] = cols
+    flat[..., k] = 1.0
+    return flat.view(-1, k + 1), (b, c, t_out)
+
+
+def temporal_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int,
+                  dilation: int, pad: int, groups: int = 1) -> torch.Tensor:
+    """``conv2d(pad(x, (pad, pad), "replicate"), weight, bias, (1, stride), 0, (1, dilation),
+    groups)`` for (1, k) kernels over (B, I, C, T) maps, without the padded copy.
+
+    One input map (the first block): the time patches of the padded signal (a small copy: one
+    map) times the (k, O) kernel matrix, giving the (B, C, T', O) result, which *is* the
+    channels-last (B, O, C, T') map. More maps: a zero-padded convolution, then each output
+    that read zeros past an edge gets the edge sample times the taps that read it (exactly
+    what replicate padding puts there; a few outputs, a few thousand MACs per window).
+    """
+    n_out, n_in_g, _, k = weight.shape
+    if n_in_g == 1 and groups == 1 and x.shape[1] == 1:
+        flat, (b, c, t_out) = _patches(x, k, stride, dilation, pad, ones=bias is not None)
+        w = weight.reshape(n_out, k)
+        if bias is not None:  # the bias rides on a column of ones: no pass to broadcast it
+            w = torch.cat([w, bias[:, None]], 1)
+        return torch.mm(flat, w.t()).view(b, c, t_out, n_out).permute(0, 3, 1, 2)
+    if not pad:
+        return F.conv2d(x, weight, bias, (1, stride), 0, (1, dilation), groups)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)):
+        return _ReplicateConv.apply(x, weight, bias, stride, dilation, pad, groups)
+    return _replicate_conv(x, weight, bias, stride, dilation, pad, groups)
+
+
+class TemporalConv2d(nn.Conv2d):
+    """The (1, k) replicate-padded convolution of a :class:`ConvBlock`.
+
+    An ``nn.Conv2d`` (same parameters, state dict and attributes, so pruning and compaction
+    treat it as one); while training, and under ``torch.inference_mode``, it runs
+    :func:`temporal_conv` (same outputs, no padded copy, channels-last). In plain eval mode it
+    runs as ``nn.Conv2d`` does, so MAC counters (``lightning_modules.cost``), hooks and the
+    ONNX exporter see the textbook form: pad, then convolve.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.padding_mode != "replicate" or self.kernel_size[0] != 1 or self.stride[0] != 1 \
+                or isinstance(self.padding, str) or self.padding[0] != 0:
+            raise ValueError("TemporalConv2d is a (1, k) convolution along time with replicate padding")
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
+        if (torch.is_inference_mode_enabled() and not self.training and _fast()) or \
+                (self.training and _fast_training(x)):
+            return temporal_conv(x, weight, bias, self.stride[1], self.dilation[1], self.padding[1],
+                                 self.groups)
+        return super()._conv_forward(x, weight, bias)
+
+
 class SparseKernelConv(nn.Module):
     """Convolution whose every filter reads only ``m`` of the input feature maps.
 
@@ -69,8 +281,10 @@ class SparseKernelConv(nn.Module):
     Notes
     -----
     Output equals ``conv(x, dense_weight())`` of the dense convolution with the same stride,
-    padding and dilation. On CPU a grouped convolution over ``out * m`` gathered maps is not
-    always faster than the dense one it replaces; the MACs and parameters are what drop.
+    padding and dilation. The MACs and parameters drop, the time does not: on CPU a grouped
+    convolution over ``out * m`` gathered maps runs several times slower than the dense
+    convolution it replaces (``python -m callbacks.pruning`` measures it), which is why the
+    pruning callback's default scope removes whole filters instead.
     """
 
     def __init__(self, in_channels: int, kernel_index: Sequence[Sequence[int]],
@@ -186,6 +400,14 @@ class SparseKernelConv(nn.Module):
 class ConvBlock(nn.Module):
     """Temporal convolution -> BatchNorm -> ReLU on a (B, F, C, T) map, channel axis untouched.
 
+    How it runs (same function in every case, up to float rounding): under
+    ``torch.inference_mode`` in eval mode, BatchNorm folded into the kernel and ReLU in place;
+    while training, :class:`TemporalConv2d`'s fast convolution, and for a block with one input
+    map (the first) conv + BatchNorm + ReLU as one matrix product whose batch statistics come
+    from the input patches (:meth:`_forward_first_train`; hooks on that block's ``conv`` and
+    ``bn`` do not fire then); in plain eval mode (MAC counting, ECAMs under ``no_grad``, ONNX
+    export) and under :func:`reference_execution`, the three modules as they read.
+
     The kernel is (1, k): each EEG channel is filtered with the same weights and never mixed with
     its neighbours, so every feature stays attached to one EEG channel until the global pool.
     Padding is "same" around the kernel centre and replicates the edge sample: a constant input
@@ -205,7 +427,7 @@ class ConvBlock(nn.Module):
                        padding=(0, dilation * (kernel_size - 1) // 2), padding_mode="replicate",
                        bias=False)  # BN carries the bias
         if kernel_index is None:
-            self.conv = nn.Conv2d(in_filters, out_filters, (1, kernel_size), **conv_kw)
+            self.conv = TemporalConv2d(in_filters, out_filters, (1, kernel_size), **conv_kw)
         else:
             if len(kernel_index) != out_filters:
                 raise ValueError(f"kernel_index has {len(kernel_index)} filters, the block "
@@ -215,12 +437,51 @@ class ConvBlock(nn.Module):
         self.act = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # pure scoring (inference mode: Lightning's predict/test, benchmarks) takes the folded
-        # path; training, ECAMs, hooks and MAC counting see the modules as they are
-        if (torch.is_inference_mode_enabled() and not self.training and isinstance(self.conv, nn.Conv2d)
-                and self.bn.track_running_stats):
-            return self._forward_folded(x)
+        # pure scoring (inference mode: Lightning's validation/test/predict, benchmarks) takes the
+        # folded path; ECAMs, hooks and MAC counting in plain eval mode see the modules as they are
+        if isinstance(self.conv, TemporalConv2d) and self.bn.track_running_stats and _fast():
+            if torch.is_inference_mode_enabled() and not self.training:
+                return self._forward_folded(x)
+            if (self.training and self.bn.training and self.bn.affine and x.shape[1] == 1
+                    and self.conv.weight.shape[1] == 1 and self.conv.groups == 1 and _fast_training(x)):
+                return self._forward_first_train(x)
         return self.act(self.bn(self.conv(x)))
+
+    def _forward_first_train(self, x: torch.Tensor) -> torch.Tensor:
+        """Training, one input map (the first block): conv -> BatchNorm (batch statistics) ->
+        ReLU as one matrix product. The convolution is linear in the (k,) time patches of the
+        input, so the mean and variance of every output map follow from the patches' mean and
+        (k, k) covariance, and normalizing is folded into the kernel: the same function and the
+        same gradients as the three modules (statistics included), without two passes of
+        BatchNorm forward and backward over the largest map of the network. Running statistics
+        are updated as ``nn.BatchNorm2d`` does."""
+        conv, bn = self.conv, self.bn
+        k, stride, dilation, pad = conv.kernel_size[1], conv.stride[1], conv.dilation[1], conv.padding[1]
+        # patches of the signal minus its mean: a conv of a shifted signal is the conv plus a
+        # constant, and the statistics below lose no precision to an EEG offset
+        offset = x.detach().mean()
+        full, (b, c, t_out) = _patches(x - offset, k, stride, dilation, pad, ones=True)
+        flat = full[:, :k]  # (M, k) patches; the column of ones carries the shift below
+        m = flat.shape[0]
+        mean_p = (flat.new_ones(1, m) @ flat).squeeze(0) / m
+        cov = (flat.t() @ flat).double() / m - torch.outer(mean_p, mean_p).double()
+        w = conv.weight.reshape(-1, k)
+        mean_y = w @ (mean_p + offset)
+        if conv.bias is not None:
+            mean_y = mean_y + conv.bias
+        var_y = ((w.double() @ cov) * w.double()).sum(1).clamp(min=0).to(w.dtype)  # biased
+        scale = bn.weight * torch.rsqrt(var_y + bn.eps)
+        # y = w.(p + offset) + bias, normalized: (w * scale).p + (beta + scale * (w.offset + bias - mean))
+        shift = bn.bias + scale * (w.sum(1) * offset - mean_y)
+        if conv.bias is not None:
+            shift = shift + conv.bias * scale
+        y = torch.relu_(torch.mm(full, torch.cat([w * scale[:, None], shift[:, None]], 1).t()))
+        with torch.no_grad():
+            bn.num_batches_tracked.add_(1)
+            factor = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+            bn.running_mean.mul_(1 - factor).add_(mean_y.detach(), alpha=factor)
+            bn.running_var.mul_(1 - factor).add_(var_y.detach(), alpha=factor * m / max(m - 1, 1))
+        return y.view(b, c, t_out, -1).permute(0, 3, 1, 2)
 
     def _forward_folded(self, x: torch.Tensor) -> torch.Tensor:
         """Eval: BatchNorm folded into the convolution, ReLU in place. Same result as
@@ -230,9 +491,47 @@ class ConvBlock(nn.Module):
         scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
         weight = conv.weight * scale.view(-1, 1, 1, 1)
         bias = bn.bias - bn.running_mean * scale
-        pad = conv.padding[1]
-        x = F.pad(x, (pad, pad, 0, 0), mode="replicate") if pad else x
-        return torch.relu_(F.conv2d(x, weight, bias, conv.stride, 0, conv.dilation))
+        return torch.relu_(temporal_conv(x, weight, bias, conv.stride[1], conv.dilation[1],
+                                         conv.padding[1], conv.groups))
+
+
+def _channels_last(grad: torch.Tensor) -> torch.Tensor:
+    return grad.contiguous(memory_format=torch.channels_last)
+
+
+class _Dropout(nn.Dropout):
+    """Element-wise dropout whose mask comes from ``torch.rand`` (the same Bernoulli(1 - p)
+    keep mask, scaled by 1 / (1 - p)): ``bernoulli_`` takes ~3x as long on CPU, and dropout was
+    the costliest single element-wise op of a training step."""
+
+    def mask_like(self, x: torch.Tensor) -> torch.Tensor:
+        """A scaled keep mask (0 or 1 / (1 - p)) of ``x``'s shape and layout."""
+        if self.p >= 1.0:
+            return torch.zeros_like(x)
+        keep = 1.0 - self.p
+        return torch.rand_like(x).lt_(keep).mul_(1.0 / keep)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if not _fast():
+            return super().forward(x)
+        return x * self.mask_like(x)
+
+
+class _DropoutMean(torch.autograd.Function):
+    """``(z * mask).mean((2, 3))``, whose backward writes ``mask * grad / (C T')`` in one pass in
+    the mask's (channels-last) layout."""
+
+    @staticmethod
+    def forward(ctx, z, mask):
+        ctx.save_for_backward(mask)
+        return (z * mask).mean(dim=(2, 3))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensors
+        return mask * (grad / (mask.shape[2] * mask.shape[3]))[:, :, None, None], None
 
 
 class LightSeizureNet(nn.Module):
@@ -284,10 +583,15 @@ class LightSeizureNet(nn.Module):
     linear layer give the logits. Nothing ever mixes EEG channels, so the model is the same
     detector run on every channel, pooled; this is what makes the CAM per channel exact.
     Cost for 18 x 512 (``lightning_modules.cost``): 6.16 M MACs and 4,778 parameters, within
-    the paper's 6.2 M MACs patient-independent budget. Filter-balanced kernel-wise pruning
-    (``callbacks.pruning``) of 60 % of the kernels, compacted into :class:`SparseKernelConv`
-    blocks (the first block, one input map per filter, stays dense), leaves 2.58 M MACs and
-    2,074 parameters (``python -m callbacks.pruning``).
+    the paper's 6.2 M MACs patient-independent budget. Kernel-wise pruning (``callbacks.pruning``)
+    of 60 % of the kernels as whole filters compacts to widths (5, 10, 10, 10, 10, 11, 10):
+    2.53 M MACs and 1,999 parameters, dense convolutions; pruned to balanced kernels per filter
+    and compacted into :class:`SparseKernelConv` blocks, 2.58 M MACs and 2,074 parameters
+    (``python -m callbacks.pruning`` prints both and times them).
+
+    Execution: the maps are kept channels-last from the first block on, the replicate-padded
+    convolutions never copy their padded input (:func:`temporal_conv`), BatchNorm is folded under
+    ``torch.inference_mode``; :func:`reference_execution` runs the plain modules instead.
 
     Input scaling: EEG arrives in microvolts, filtered but not standardized. The model divides
     by a fixed ``input_scale_uv`` (100 uV) rather than standardizing each window, because
@@ -358,7 +662,7 @@ class LightSeizureNet(nn.Module):
                 raise ValueError(f"block {i}: {err}") from err
             in_f = f
         self.blocks = nn.ModuleList(blocks)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = _Dropout(dropout)
         self.classifier = nn.Linear(in_f, n_outputs)
 
     # -- bookkeeping ------------------------------------------------------------------------
@@ -407,17 +711,31 @@ class LightSeizureNet(nn.Module):
             raise ValueError(f"LightSeizureNet expects EEG windows (batch, {self.n_chans} "
                              f"channels, time), got shape {tuple(x.shape)}")
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, T) microvolts -> feature map (B, F, C, T') before the pool (after dropout)."""
+    def _maps(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T) microvolts -> the last block's map (B, F, C, T'), before dropout."""
         self._check(x)
         z = x.unsqueeze(1) / self.input_scale_uv
         if self.compress:
             z = _asinh(z)
         for block in self.blocks:
             z = block(z)
+        return z
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T) microvolts -> feature map (B, F, C, T') before the pool (after dropout)."""
+        z = self._maps(x)
+        if self.training and z.requires_grad and z.is_contiguous(memory_format=torch.channels_last) and _fast():
+            # the pool's gradient arrives broadcast, without a layout; ReLU's backward over a
+            # channels-last map and a gradient in another layout is ~10x slower than over two alike
+            z.register_hook(_channels_last)
         return self.dropout(z)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.dropout.p > 0 and _fast():
+            # dropout and the global average pool as one step: its backward writes the map's
+            # gradient once, channels-last, instead of broadcasting, scaling, converting and masking
+            z = self._maps(x)
+            return self.classifier(_DropoutMean.apply(z, self.dropout.mask_like(z)))
         return self.classifier(self.features(x).mean(dim=(2, 3)))
 
     def seizure_direction(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -461,9 +779,17 @@ class LightSeizureNet(nn.Module):
 
 def _asinh(z: torch.Tensor) -> torch.Tensor:
     """``asinh`` written with sign/log1p/sqrt, which the ONNX exporter supports (``aten::asinh`` it
-    does not); ``sqrt(z^2 + 1) - 1 = z^2 / (sqrt(z^2 + 1) + 1)`` keeps it exact near 0."""
+    does not); ``sqrt(z^2 + 1) - 1 = z^2 / (sqrt(z^2 + 1) + 1)`` keeps it exact near 0.
+
+    When no gradient flows to ``z`` (the EEG input) the same formula runs in place on two
+    temporaries: a pass over the input costs about as much as a convolution layer here, and
+    ``torch.asinh`` itself is ~3x slower than this on CPU."""
     a = z.abs()
-    return torch.sign(z) * torch.log1p(a + a * a / (torch.sqrt(a * a + 1) + 1))
+    if (z.requires_grad and torch.is_grad_enabled()) or not _fast():
+        return torch.sign(z) * torch.log1p(a + a * a / (torch.sqrt(a * a + 1) + 1))
+    t = a * a
+    t.div_(t.add(1).sqrt_().add_(1)).add_(a).log1p_()
+    return t.copysign_(z)
 
 
 def _interp_matrix(n_feat: int, n_times: int, stride: int, dtype, device) -> torch.Tensor:

@@ -54,7 +54,8 @@ def test_run_writes_results_with_the_documented_schema(tiny_run):
     assert 0.08 < on_disk["corpus"]["hours"] < 0.13  # 2 x 3 min, lengths drawn x U(0.85, 1.25)
     md = (base / "out" / "results.md").read_text()
     assert md == render_markdown(on_disk)
-    for heading in ("## Cache build", "## Scale", "## Loader", "## Model cost", "## Inference", "## Targets"):
+    for heading in ("## Cache build", "## Scale", "## Loader", "## Model cost", "## Inference",
+                    "## Training step", "## Targets"):
         assert heading in md
 
 
@@ -101,26 +102,54 @@ def test_loader_serves_windows_of_the_right_shape(tiny_run):
         assert r["windows_per_s"]["median"] > 0 and r["vs_braindecode_lazy"] is None
 
 
+PRUNED = "LSN pruned 60%, whole filters"
+KERNELS = "LSN pruned 60%, balanced kernels"
+
+
 def test_model_cost_and_inference_rows(tiny_run):
     _, res, _ = tiny_run
     cost = {r["model"]: r for r in res["model_cost"]["rows"]}
-    assert set(cost) == {"LSN dense", "LSN pruned 50%", "SZLoc"}
-    assert cost["LSN dense"]["input"] == [18, 512]
+    assert set(cost) == {"LSN dense", PRUNED, KERNELS, "SZLoc"}
+    assert cost["LSN dense"]["input"] == [18, 512] and cost["LSN dense"]["macs_vs_dense"] == 1.0
     assert cost["SZLoc"]["input"] == [18, 45 * 256] and cost["SZLoc"]["eeg_seconds"] == 45
-    # pruning half of the kernels and compacting never makes the network bigger
-    assert cost["LSN pruned 50%"]["macs"] <= cost["LSN dense"]["macs"]
-    assert cost["LSN pruned 50%"]["params"] <= cost["LSN dense"]["params"]
-    for r in res["inference"]["model_only"]:
+    # 60 % of the kernels pruned and compacted: at most half the MACs, fewer parameters
+    for name in (PRUNED, KERNELS):
+        assert cost[name]["macs_vs_dense"] == pytest.approx(cost[name]["macs"] / cost["LSN dense"]["macs"])
+        assert cost[name]["macs_vs_dense"] <= 0.5
+        assert cost[name]["params"] < cost["LSN dense"]["params"]
+    assert "widths [5, 10, 10, 10, 10, 11, 10]" in cost[PRUNED]["note"]
+    rows = res["inference"]["model_only"]
+    for r in rows:
         rt = r["realtime_factor"]["median"]
-        assert rt == pytest.approx(r["windows_per_s"]["median"] * cost[r["model"]]["eeg_seconds"])
+        eeg_s = cost.get(r["model"], cost["LSN dense"])["eeg_seconds"]
+        assert rt == pytest.approx(r["windows_per_s"]["median"] * eeg_s)
         assert r["eeg_hours_per_s"]["median"] == pytest.approx(rt / 3600)
-    onnx = {r["model"]: r for r in res["inference"]["model_only"] if r["source"] == "ours, ONNX Runtime"}
-    assert set(onnx) == {"LSN dense", "LSN pruned 50%"}
-    assert all(r["max_abs_diff_vs_torch"] < 1e-3 for r in onnx.values())  # the export computes the same
+    torch_rows = {r["model"]: r for r in rows if r["source"] == "ours"}
+    assert set(torch_rows) == {"LSN dense", "LSN dense, reference", PRUNED, KERNELS, "SZLoc"}
+    for source in ("ours", "ours, ONNX Runtime", "ours, ONNX Runtime (extended optimizations)"):
+        by = {r["model"]: r for r in rows if r["source"] == source}
+        assert {PRUNED, KERNELS, "LSN dense"} <= set(by), source
+        assert by["LSN dense"]["vs_dense"] == 1.0  # each LSN row against dense in the same runtime
+        assert by[PRUNED]["vs_dense"] == pytest.approx(
+            by[PRUNED]["windows_per_s"]["median"] / by["LSN dense"]["windows_per_s"]["median"])
+    onnx = [r for r in rows if r["source"].startswith("ours, ONNX Runtime")]
+    assert len(onnx) == 6 and {r["ort_level"] for r in onnx} == {"default", "extended"}
+    assert all(r["max_abs_diff_vs_torch"] < 1e-3 for r in onnx)  # the export computes the same
     e2e = {r["model"]: r for r in res["inference"]["from_edf"]}
-    assert set(e2e) == {"LSN dense", "LSN pruned 50%"}
+    assert set(e2e) == {"LSN dense", PRUNED}
     assert e2e["LSN dense"]["eeg_hours"] == pytest.approx(res["corpus"]["hours"])
-    assert res["training"]["cpu"]["windows_per_s"]["median"] > 0 and res["training"]["gpu"] is None
+
+
+def test_training_rows(tiny_run):
+    _, res, _ = tiny_run
+    tr = res["training"]
+    assert tr["gpu"] is None and "no GPU" in tr["gpu_note"]
+    rows = {r["model"]: r for r in tr["rows"]}
+    assert set(rows) == {"LSN dense", "LSN dense, reference"}  # braindecode's rows need braindecode
+    assert all(r["batch_size"] == 16 and r["windows_per_s"]["median"] > 0 for r in rows.values())
+    assert tr["cpu"]["windows_per_s"] == rows["LSN dense"]["windows_per_s"]
+    assert rows["LSN dense, reference"]["lsn_vs_this"] == pytest.approx(
+        rows["LSN dense"]["windows_per_s"]["median"] / rows["LSN dense, reference"]["windows_per_s"]["median"])
 
 
 def test_targets_are_read_from_the_measurements(tiny_run):
@@ -135,6 +164,12 @@ def test_targets_are_read_from_the_measurements(tiny_run):
     rows = {r["factor"]: r for r in res["scale"]["rows"] if r["implementation"] == "ours"}
     assert t["cache_memory_growth"]["value"] == pytest.approx(
         rows[2]["peak_rss_mb"]["median"] / rows[1]["peak_rss_mb"]["median"])
+    pruned = next(r for r in res["inference"]["model_only"] if r["model"] == PRUNED and r["source"] == "ours")
+    assert t["lsn_pruned_speed"]["value"] == pruned["vs_dense"]
+    onnx = next(r for r in res["inference"]["model_only"]
+                if r["model"] == PRUNED and r["source"] == "ours, ONNX Runtime")
+    assert t["lsn_pruned_speed_onnx"]["value"] == onnx["vs_dense"]
+    assert t["lsn_pruned_macs"]["value"] <= 0.5 and t["lsn_pruned_macs"]["met"] is True
     # no braindecode in this run: the ratios are not measured, not guessed
     assert t["cache_speedup"]["value"] is None and t["cache_speedup"]["met"] is None
     assert t["loader_vs_lazy"]["value"] is None and t["loader_vs_lazy"]["met"] is None
@@ -218,3 +253,19 @@ def test_build_peak_memory_is_the_childs_own(tiny_run, tmp_path):
     assert 0 < r["peak_rss_mb"] < 500, r["peak_rss_mb"]
     with pytest.raises(ValueError, match="implementation must be one of"):
         run_build("mne", corpus.recordings, corpus.root, tmp_path / "x", tmp_path / "scratch")
+
+
+def test_training_throughput_leaves_the_models_as_they_were():
+    from bench.models import ModelSpec, training_throughput
+    from lightning_modules.lsn import LightSeizureNet
+
+    torch.manual_seed(0)
+    model = LightSeizureNet(18).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    specs = [ModelSpec("LSN dense", "ours", model, model.example_input(), 2.0),
+             ModelSpec("LSN dense, reference", "ours", model, model.example_input(), 2.0, reference=True)]
+    rows = training_throughput(specs, batch_size=4, repeats=2, steps=1)
+    assert [r["model"] for r in rows] == ["LSN dense", "LSN dense, reference"]
+    assert all(len(r["windows_per_s"]["values"]) == 2 for r in rows)
+    assert not model.training
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())

@@ -47,7 +47,7 @@ def test_dense_lsn_exports_and_matches(tmp_path):
 
 def test_compacted_lsn_exports_with_cam(tmp_path):
     model = _lsn(1)
-    cb = KernelPruning(target_sparsity=0.5, amount=1.0)
+    cb = KernelPruning(scope="filter_balanced", target_sparsity=0.5, amount=1.0)
     cb.attach(model)
     cb.prune_round()
     cb.masks["blocks.3.conv"][[0, 1, 2]] = False  # whole filters, so compaction removes some
@@ -78,7 +78,7 @@ def test_compacted_lsn_exports_with_cam(tmp_path):
 
 def test_whole_filter_compaction_exports_dense_weights(tmp_path):
     model = _lsn(1)
-    cb = KernelPruning(target_sparsity=0.5, amount=1.0)
+    cb = KernelPruning(scope="filter_balanced", target_sparsity=0.5, amount=1.0)
     cb.attach(model)
     cb.prune_round()
     cb.masks["blocks.3.conv"][[0, 1, 2]] = False
@@ -89,6 +89,22 @@ def test_whole_filter_compaction_exports_dense_weights(tmp_path):
     assert result.max_abs_diff < 1e-4
     init = {i.name: list(i.dims) for i in onnx.load(str(result.path)).graph.initializer}
     assert [13, 16, 1, 3] in init.values()
+
+
+def test_whole_filter_pruning_exports_narrow_dense_convolutions(tmp_path):
+    model = _lsn(2)
+    cb = KernelPruning(target_sparsity=0.6, amount=1.0, scope="filter")
+    cb.attach(model)
+    cb.prune_round()
+    report = compact(model.eval())
+    result = export_onnx(model, tmp_path / "lsn_filters.onnx", with_cam=True)
+    assert result.max_abs_diff < 1e-4 and result.n_params == report.params_after
+    graph = onnx.load(str(result.path)).graph
+    assert "Gather" not in {n.op_type for n in graph.node}
+    init = {i.name: list(i.dims) for i in graph.initializer}
+    w = list(report.widths_after)
+    assert [w[3], w[2], 1, 3] in init.values()  # block 3: w3 filters over w2 maps, all kernels
+    assert [16, 16, 1, 3] not in init.values()
 
 
 class Plain(nn.Module):

@@ -6,9 +6,18 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from lightning_modules.cost import count_macs, count_params
-from lightning_modules.lsn import ECAM, LightSeizureNet, _asinh, dominant_frequency
+from lightning_modules.lsn import (
+    ECAM,
+    LightSeizureNet,
+    TemporalConv2d,
+    _asinh,
+    dominant_frequency,
+    reference_execution,
+    temporal_conv,
+)
 
 torch.set_num_threads(1)
 
@@ -180,3 +189,147 @@ def test_inference_mode_folds_batchnorm_with_the_same_outputs():
     with torch.inference_mode():
         folded = model(x)
     torch.testing.assert_close(folded, ref, atol=1e-5, rtol=1e-5)
+
+
+# -- fast execution: the same function as the modules read ------------------------------------
+@pytest.mark.parametrize("n_in, groups", [(1, 1), (4, 1), (6, 2), (4, 4)])
+@pytest.mark.parametrize("kernel, stride, dilation", [(7, 2, 1), (5, 2, 1), (3, 1, 8), (3, 2, 2), (1, 1, 1)])
+@pytest.mark.parametrize("length", [2, 9, 64])
+def test_temporal_conv_equals_replicate_padded_conv(n_in, groups, kernel, stride, dilation, length):
+    g = torch.Generator().manual_seed(0)
+    pad = dilation * (kernel - 1) // 2
+    w = torch.randn(4 * groups, n_in // groups, 1, kernel, generator=g)
+    b = torch.randn(4 * groups, generator=g)
+    x = torch.randn(3, n_in, 5, length, generator=g) * 2 + 1
+    ref = F.conv2d(F.pad(x, (pad, pad, 0, 0), mode="replicate"), w, b, (1, stride), 0, (1, dilation), groups)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        out = temporal_conv(x.contiguous(memory_format=layout), w, b, stride, dilation, pad, groups)
+        assert out.shape == ref.shape
+        torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("n_in, groups, kernel, stride, dilation, length", [
+    (4, 1, 3, 1, 1, 6), (4, 2, 5, 2, 1, 7), (2, 2, 3, 1, 4, 9), (3, 1, 3, 2, 2, 2), (1, 1, 7, 2, 1, 11)])
+def test_temporal_conv_gradients(n_in, groups, kernel, stride, dilation, length):
+    """The hand-written backward of the edge terms (and the patch product of one input map)."""
+    g = torch.Generator().manual_seed(1)
+    pad = dilation * (kernel - 1) // 2
+    x = torch.randn(2, n_in, 3, length, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(4, n_in // groups, 1, kernel, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w, b: temporal_conv(x, w, b, stride, dilation, pad, groups), (x, w, b))
+    xl = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x, w, b: temporal_conv(x, w, b, stride, dilation, pad, groups), (xl, w, b))
+
+
+def _step(model, x, reference: bool):
+    """Output, parameter gradients and BatchNorm running statistics after one training step."""
+    model.zero_grad()
+    ctx = reference_execution() if reference else torch.enable_grad()
+    with ctx:
+        out = model(x)
+        (out.square().sum() + out[:, 0].sum()).backward()
+    stats = [t.clone() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)
+             for t in (m.running_mean, m.running_var, m.num_batches_tracked)]
+    return out.detach(), [p.grad.clone() for p in model.parameters()], stats
+
+
+@pytest.mark.parametrize("offset_uv", [0.0, 800.0])
+def test_training_step_equals_the_modules(offset_uv):
+    """Channels-last maps, edge terms instead of padded copies, and the first block's conv +
+    BatchNorm as one product: outputs, every gradient and the running statistics are those of
+    the plain modules (float64, so equality is tight)."""
+    import copy
+
+    torch.manual_seed(0)
+    fast = LightSeizureNet(18, dropout=0.0).double().train()
+    ref = copy.deepcopy(fast)
+    x = (torch.randn(6, 18, 512) * 40 + offset_uv).double()
+    for _ in range(2):  # two steps: the running statistics move twice
+        out_f, grads_f, stats_f = _step(fast, x, reference=False)
+        out_r, grads_r, stats_r = _step(ref, x, reference=True)
+    torch.testing.assert_close(out_f, out_r, atol=1e-10, rtol=1e-9)
+    for gf, gr in zip(grads_f, grads_r):
+        torch.testing.assert_close(gf, gr, atol=1e-9, rtol=1e-7)
+    for sf, sr in zip(stats_f, stats_r):
+        torch.testing.assert_close(sf, sr, atol=1e-12, rtol=1e-9)
+    # float32, as trained: the fast path is no less accurate than the modules (vs float64)
+    fast32, ref32 = copy.deepcopy(fast).float(), copy.deepcopy(ref).float()
+    out32, _, _ = _step(fast32, x.float(), reference=False)
+    ref_out32, _, _ = _step(ref32, x.float(), reference=True)
+    truth, _, _ = _step(copy.deepcopy(fast), x, reference=True)
+    assert (out32.double() - truth).abs().max() <= 2 * (ref_out32.double() - truth).abs().max() + 1e-6
+
+
+def test_inference_paths_agree_and_export_sees_the_modules(lsn):
+    x = torch.randn(5, 18, 512) * 60
+    with torch.no_grad():
+        plain = lsn(x)  # eval without inference mode: the modules as they read
+    with torch.inference_mode():
+        fast = lsn(x)
+        with reference_execution():
+            ref = lsn(x)
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ref, plain, atol=1e-6, rtol=1e-6)
+    assert all(isinstance(b.conv, TemporalConv2d) for b in lsn.blocks)
+    with pytest.raises(ValueError, match="replicate padding"):
+        TemporalConv2d(2, 2, (1, 3), padding=(0, 1))
+
+
+def test_dropout_keeps_the_mask_distribution():
+    torch.manual_seed(0)
+    m = LightSeizureNet(18, dropout=0.25)
+    z = torch.ones(200_000)
+    m.dropout.train()
+    out = m.dropout(z)
+    kept = out != 0
+    assert abs(float(kept.float().mean()) - 0.75) < 0.005
+    assert torch.allclose(out[kept], torch.full_like(out[kept], 1 / 0.75))
+    m.dropout.eval()
+    assert m.dropout(z) is z
+    m.dropout.train()
+    with reference_execution():  # nn.Dropout's own mask
+        assert abs(float((m.dropout(z) != 0).float().mean()) - 0.75) < 0.005
+
+
+def test_asinh_with_and_without_gradient():
+    z = torch.linspace(-300, 300, 2001, dtype=torch.float64)
+    torch.testing.assert_close(_asinh(z), torch.asinh(z))
+    zg = z.clone().requires_grad_()
+    y = _asinh(zg)
+    y.sum().backward()
+    torch.testing.assert_close(y.detach(), torch.asinh(z))
+    torch.testing.assert_close(zg.grad, 1 / torch.sqrt(z * z + 1))
+
+
+def test_mixed_precision_runs_the_modules():
+    """Under autocast (bf16 on CPU here) training takes the plain modules, scoring still folds."""
+    m = LightSeizureNet(18).train()
+    x = torch.randn(4, 18, 512) * 30
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(x)
+    out.float().sum().backward()
+    assert out.dtype == torch.bfloat16 and all(p.grad is not None for p in m.parameters())
+    m.eval()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert m(x).dtype == torch.bfloat16
+
+
+def test_training_forward_fuses_dropout_and_pool_exactly():
+    """forward() in training draws the same dropout mask as features() and gives the same
+    logits and gradients as pooling features() (the fused backward writes one map)."""
+    import copy
+
+    torch.manual_seed(0)
+    fused = LightSeizureNet(18, dropout=0.3).double().train()
+    split = copy.deepcopy(fused)
+    x = torch.randn(4, 18, 512, dtype=torch.float64) * 30
+    torch.manual_seed(5)
+    a = fused(x)
+    (a ** 2).sum().backward()
+    torch.manual_seed(5)
+    b = split.classifier(split.features(x).mean((2, 3)))
+    (b ** 2).sum().backward()
+    torch.testing.assert_close(a, b)
+    for p, q in zip(fused.parameters(), split.parameters()):
+        torch.testing.assert_close(p.grad, q.grad)

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from callbacks.pruning import KernelPruning, compact, kernel_mask, kernel_scores, sparse_macs, unpruned_params
 from lightning_modules.cost import count_macs, count_params
 from lightning_modules.detection import SeizureDetectionModule
-from lightning_modules.lsn import LightSeizureNet, SparseKernelConv
+from lightning_modules.lsn import LightSeizureNet, SparseKernelConv, TemporalConv2d
 
 torch.set_num_threads(1)
 C, T, SFREQ = 18, 512, 256.0
@@ -100,7 +100,7 @@ def test_global_scope_and_random_criterion():
     assert all(int(m.sum()) >= 1 for m in cb.masks.values())
     masks = []
     for _ in range(2):
-        cb = KernelPruning(target_sparsity=0.3, amount=1.0, criterion="random", seed=7)
+        cb = KernelPruning(scope="filter_balanced", target_sparsity=0.3, amount=1.0, criterion="random", seed=7)
         cb.attach(LightSeizureNet(C))
         cb.prune_round()
         masks.append(cb.masks)
@@ -123,7 +123,7 @@ def test_l1_bn_prunes_whole_weak_filters():
     torch.manual_seed(0)
     model = LightSeizureNet(C)
     model.blocks[3].bn.weight.data[[2, 5]] = 1e-3
-    cb = KernelPruning(target_sparsity=0.2, amount=1.0, criterion="l1_bn")
+    cb = KernelPruning(scope="filter_balanced", target_sparsity=0.2, amount=1.0, criterion="l1_bn")
     cb.attach(model)
     cb.prune_round()
     assert cb.masks["blocks.3.conv"].sum(1).unique().tolist() == [13]
@@ -147,7 +147,7 @@ def _pruned_lsn() -> tuple[LightSeizureNet, KernelPruning]:
     torch.manual_seed(0)
     model = LightSeizureNet(C)
     _randomize_bn(model)
-    cb = KernelPruning(target_sparsity=0.5, amount=1.0)
+    cb = KernelPruning(scope="filter_balanced", target_sparsity=0.5, amount=1.0)
     cb.attach(model)
     cb.prune_round()
     # Force whole-filter cases: dead filters (all their kernels pruned: a constant map to fold
@@ -241,13 +241,13 @@ def test_compaction_keeps_unfoldable_filters_with_zero_padding():
 
 
 # -- balanced kernel-wise pruning and sparse-kernel compaction ----------------------------
-def test_filter_balanced_scope_is_the_default_and_balanced():
+def test_filter_balanced_scope_is_balanced():
     torch.manual_seed(0)
     model = LightSeizureNet(C)
     before = {n: kernel_scores(m.weight, "l1").clone()
               for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
-    cb = KernelPruning(target_sparsity=0.6, amount=1.0)
-    assert cb.scope == "filter_balanced"
+    assert KernelPruning().scope == "filter"  # the default: the structure that runs fastest
+    cb = KernelPruning(scope="filter_balanced", target_sparsity=0.6, amount=1.0)
     cb.attach(model)
     cb.prune_round()
     total = sum(m.numel() for m in cb.masks.values())
@@ -272,7 +272,7 @@ def test_filter_balanced_scope_is_the_default_and_balanced():
 
 def test_filter_balanced_rounds_progress_and_stay_balanced():
     torch.manual_seed(0)
-    cb = KernelPruning(target_sparsity=0.5, amount=0.2)
+    cb = KernelPruning(scope="filter_balanced", target_sparsity=0.5, amount=0.2)
     cb.attach(LightSeizureNet(C))
     seen = [cb.sparsity]
     while cb.prune_round() > 0:
@@ -281,7 +281,7 @@ def test_filter_balanced_rounds_progress_and_stay_balanced():
     assert len(seen) > 3 and seen == sorted(seen) and 0.49 < seen[-1] <= 0.5
     # A round smaller than one step (16 kernels) still takes the cheapest step.
     torch.manual_seed(0)
-    cb = KernelPruning(target_sparsity=0.5, amount=0.001)
+    cb = KernelPruning(scope="filter_balanced", target_sparsity=0.5, amount=0.001)
     cb.attach(LightSeizureNet(C))
     assert cb.prune_round() == 16 and cb.can_prune_more()
 
@@ -295,7 +295,7 @@ def test_balanced_compaction_really_drops_macs(target, macs, params):
     _randomize_bn(model)
     model.eval()
     dense_macs = count_macs(model, model.example_input())
-    cb = KernelPruning(target_sparsity=target, amount=1.0)
+    cb = KernelPruning(scope="filter_balanced", target_sparsity=target, amount=1.0)
     cb.attach(model)
     cb.prune_round()
     x = torch.randn(4, C, T) * 50
@@ -331,12 +331,12 @@ def test_compacted_network_can_be_pruned_and_compacted_again():
     torch.manual_seed(0)
     model = LightSeizureNet(C)
     _randomize_bn(model)
-    cb = KernelPruning(target_sparsity=0.5, amount=1.0)
+    cb = KernelPruning(scope="filter_balanced", target_sparsity=0.5, amount=1.0)
     cb.attach(model)
     cb.prune_round()
     first = compact(model.eval())
     # A second callback sees the grouped convolutions' (out, m) kernels and prunes inside them.
-    cb2 = KernelPruning(target_sparsity=0.25, amount=1.0, criterion="l1_bn")
+    cb2 = KernelPruning(scope="filter_balanced", target_sparsity=0.25, amount=1.0, criterion="l1_bn")
     cb2.attach(model)
     assert "blocks.3.conv.grouped" in cb2.masks and cb2.masks["blocks.3.conv.grouped"].shape == (16, 8)
     assert cb2.prune_round() > 0
@@ -413,11 +413,131 @@ def test_sparse_macs_equals_flop_counter_on_dense_model():
     assert unpruned_params(m) == count_params(m)
 
 
+# -- whole filters -------------------------------------------------------------------------
+CHAIN = [f"blocks.{i}.conv" for i in range(7)]
+
+
+def test_filter_scope_prunes_whole_filters_evenly():
+    torch.manual_seed(0)
+    model = LightSeizureNet(C)
+    with torch.no_grad():  # a filter whose kernels, and the kernels reading it, are weak
+        model.blocks[4].conv.weight[7] *= 0.05
+        model.blocks[5].conv.weight[:, 7] *= 0.05
+    cb = KernelPruning(target_sparsity=0.6, amount=1.0, scope="filter")
+    cb.attach(model)
+    n = cb.prune_round()
+    total = sum(m.numel() for m in cb.masks.values())
+    assert total == 8 + 16 * 8 + 5 * 16 * 16
+    assert n == sum(int((~m).sum()) for m in cb.masks.values()) and 0.55 < cb.sparsity <= 0.6
+    assert not cb.can_prune_more() and cb.prune_round() == 0  # the next filter would overshoot
+    assert not cb.masks["blocks.4.conv"][7].any()
+    for i, name in enumerate(CHAIN):
+        mask = cb.masks[name]
+        live = mask.any(1)
+        # a filter is kept whole or removed whole, and the next layer stops reading a removed one
+        assert torch.equal(mask, live[:, None] & mask.any(0)[None, :])
+        if i + 1 < len(CHAIN):
+            assert torch.equal(cb.masks[CHAIN[i + 1]].any(0), live)
+        # every layer keeps about the same fraction of its filters (even thinning)
+        assert abs(int(live.sum()) / mask.shape[0] - 0.63) < 0.1, (name, int(live.sum()))
+    # pruned kernels are zero in the weights, and one filter at a time was the weakest of its layer
+    assert all(torch.equal(kernel_mask(dict(model.named_modules())[n].weight), cb.masks[n]) for n in CHAIN)
+    torch.manual_seed(0)
+    one = KernelPruning(target_sparsity=0.015, amount=1.0, scope="filter")  # room for one filter
+    one.attach(LightSeizureNet(C))
+    one.prune_round()
+    gone = [(i, j) for i, n in enumerate(CHAIN) for j in (~one.masks[n].any(1)).nonzero().flatten().tolist()]
+    assert len(gone) == 1
+    i, j = gone[0]
+    torch.manual_seed(0)  # the weights the callback saw
+    scores = {n: kernel_scores(m.weight, "l1") for n, m in LightSeizureNet(C).named_modules() if n in CHAIN}
+    mass = scores[CHAIN[i]].sum(1) / scores[CHAIN[i]].mean()
+    if i + 1 < len(CHAIN):
+        mass = mass + scores[CHAIN[i + 1]].sum(0) / scores[CHAIN[i + 1]].mean()
+    assert j == int(mass.argmin())
+
+
+def test_filter_scope_rounds_and_criteria():
+    torch.manual_seed(0)
+    cb = KernelPruning(target_sparsity=0.6, amount=0.25, scope="filter")
+    cb.attach(LightSeizureNet(C))
+    seen = [0.0]
+    while cb.prune_round() > 0:
+        seen.append(cb.sparsity)
+    assert len(seen) > 3 and seen == sorted(seen) and 0.55 < seen[-1] <= 0.6
+    # l1_bn: a filter the network barely uses (tiny BatchNorm gain) goes first
+    torch.manual_seed(0)
+    model = LightSeizureNet(C)
+    model.blocks[3].bn.weight.data[2] = 1e-3
+    cb = KernelPruning(target_sparsity=0.05, amount=1.0, scope="filter", criterion="l1_bn")
+    cb.attach(model)
+    cb.prune_round()
+    assert not cb.masks["blocks.3.conv"][2].any() and not cb.masks["blocks.4.conv"][:, 2].any()
+    # a round smaller than one filter still removes the cheapest one
+    cb = KernelPruning(target_sparsity=0.5, amount=0.001, scope="filter")
+    cb.attach(LightSeizureNet(C))
+    assert 0 < cb.prune_round() <= 17 and cb.can_prune_more()
+    # the scope needs the chain structure (which maps feed which filters)
+    with pytest.raises(ValueError, match="scope 'filter' needs a conv chain"):
+        cb = KernelPruning(target_sparsity=0.5, scope="filter")
+        cb.attach(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 3)))
+        cb.prune_round()
+
+
+@pytest.mark.parametrize("target, max_macs", [(0.5, 0.53), (0.6, 0.45), (0.7, 0.33)])
+def test_filter_scope_compacts_to_a_narrower_dense_network(target, max_macs):
+    torch.manual_seed(0)
+    model = LightSeizureNet(C)
+    _randomize_bn(model)
+    cb = KernelPruning(target_sparsity=target, amount=1.0, scope="filter")
+    cb.attach(model)
+    cb.prune_round()
+    model.eval()
+    live = [int(cb.masks[n].any(1).sum()) for n in CHAIN]
+    x = torch.randn(4, C, T) * 50
+    with torch.no_grad():
+        ref, ref_ecam = model(x), model.ecam(x)
+    report = compact(model)
+    assert list(report.widths_after) == live and model.n_filters == tuple(live)
+    assert all(type(b.conv) is TemporalConv2d for b in model.blocks)  # dense convolutions
+    assert report.macs_after == count_macs(model, model.example_input()) <= max_macs * 6_156_320
+    with torch.no_grad():
+        out, ecam = model(x), model.ecam(x)
+    with torch.inference_mode():
+        fast = model(x)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ecam.cam, ref_ecam.cam, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ecam.freq, ref_ecam.freq, atol=1e-3, rtol=0)
+    kwargs = model.init_kwargs
+    assert kwargs["kernel_index"] is None and kwargs["n_filters"] == live
+    rebuilt = LightSeizureNet(**kwargs)
+    rebuilt.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.eval()(x), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_callback_state_loads_with_weights_only(tmp_path):
+    """Masks, epoch and history are plain types and tensors: ``torch.load(weights_only=True)``."""
+    torch.manual_seed(0)
+    model = LightSeizureNet(C)
+    cb = KernelPruning(target_sparsity=0.5, amount=0.5, scope="filter")
+    cb.attach(model)
+    cb.prune_round()
+    cb.history.append({"epoch": 1, "round": 1, "pruned": 3, "sparsity": cb.sparsity})
+    torch.save(cb.state_dict(), tmp_path / "state.pt")
+    state = torch.load(tmp_path / "state.pt", weights_only=True)
+    cb2 = KernelPruning(target_sparsity=0.5, amount=0.5, scope="filter")
+    cb2.load_state_dict(state)
+    assert all(torch.equal(cb2.masks[k], cb.masks[k]) for k in cb.masks)
+    assert cb2.history == cb.history and cb2.last_round_epoch == cb.last_round_epoch
+
+
 # -- in the training loop ------------------------------------------------------------------
 def test_schedule_masks_hold_and_compaction_at_fit_end(loader, tmp_path):
     pl.seed_everything(0)
     module = SeizureDetectionModule(LightSeizureNet(C), lr=3e-3)
-    cb = KernelPruning(target_sparsity=0.5, amount=0.3, start_epoch=1, every_n_epochs=2,
+    cb = KernelPruning(scope="filter_balanced", target_sparsity=0.5, amount=0.3, start_epoch=1, every_n_epochs=2,
                        compact_on_fit_end=False)
     trainer = _trainer(max_epochs=5, callbacks=[cb], logger=CSVLogger(tmp_path, name="p"))
     trainer.fit(module, loader)
@@ -456,7 +576,7 @@ def test_schedule_masks_hold_and_compaction_at_fit_end(loader, tmp_path):
 def test_compaction_runs_on_fit_end(loader, tmp_path):
     pl.seed_everything(0)
     module = SeizureDetectionModule(LightSeizureNet(C))
-    cb = KernelPruning(target_sparsity=0.6, amount=1.0)
+    cb = KernelPruning(scope="filter_balanced", target_sparsity=0.6, amount=1.0)
     trainer = _trainer(max_epochs=1, callbacks=[cb], limit_train_batches=2)
     trainer.fit(module, loader)
     assert cb.compaction is not None
@@ -480,10 +600,31 @@ def test_compaction_runs_on_fit_end(loader, tmp_path):
                                    atol=1e-6, rtol=1e-6)
 
 
+def test_filter_scope_in_the_loop_saves_a_checkpoint_of_the_narrow_network(loader, tmp_path):
+    pl.seed_everything(0)
+    module = SeizureDetectionModule(LightSeizureNet(C))
+    cb = KernelPruning(target_sparsity=0.6, amount=0.4, scope="filter")
+    trainer = _trainer(max_epochs=3, callbacks=[cb], limit_train_batches=2)
+    trainer.fit(module, loader)
+    assert cb.history[-1]["sparsity"] > 0.55
+    assert module.model.n_filters == cb.compaction.widths_after and max(cb.compaction.widths_after[1:]) < 16
+    assert cb.history[-1]["macs_compact"] == cb.compaction.macs_after <= 0.5 * 6_156_320
+    assert module.hparams.model_kwargs["n_filters"] == list(cb.compaction.widths_after)
+    path = tmp_path / "narrow.ckpt"
+    trainer.save_checkpoint(path)
+    reloaded = SeizureDetectionModule.load_from_checkpoint(path).eval()
+    assert reloaded.model.n_filters == module.model.n_filters
+    x = torch.from_numpy(loader.dataset.x[:6])
+    module.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x), module(x), atol=1e-6, rtol=1e-6)
+
+
 def test_resume_restores_masks_and_schedule(loader, tmp_path):
     pl.seed_everything(0)
     ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True)
-    cb1 = KernelPruning(target_sparsity=0.5, amount=0.3, start_epoch=1, compact_on_fit_end=False)
+    cb1 = KernelPruning(scope="filter_balanced", target_sparsity=0.5, amount=0.3, start_epoch=1,
+                        compact_on_fit_end=False)
     _trainer(max_epochs=2, callbacks=[cb1, ckpt], enable_checkpointing=True).fit(
         SeizureDetectionModule(LightSeizureNet(C)), loader)
     assert [h["epoch"] for h in cb1.history] == [1] and cb1.last_round_epoch == 1
@@ -498,7 +639,8 @@ def test_resume_restores_masks_and_schedule(loader, tmp_path):
         def on_train_start(self, trainer, pl_module):
             Spy.seen = {k: v.clone() for k, v in cb2.masks.items()}
 
-    cb2 = KernelPruning(target_sparsity=0.5, amount=0.3, start_epoch=1, compact_on_fit_end=False)
+    cb2 = KernelPruning(scope="filter_balanced", target_sparsity=0.5, amount=0.3, start_epoch=1,
+                        compact_on_fit_end=False)
     module2 = SeizureDetectionModule(LightSeizureNet(C))
     _trainer(max_epochs=4, callbacks=[cb2, Spy()]).fit(module2, loader, ckpt_path=ckpt.last_model_path)
     assert all(torch.equal(Spy.seen[k], saved["masks"][k]) for k in saved["masks"])

@@ -146,6 +146,8 @@ def test_gradient_reaches_every_parameter():
     for name, p in model.named_parameters():
         assert p.grad is not None, f"no gradient for {name}"
         assert torch.isfinite(p.grad).all(), name
+        if name == "attention_head.bias":
+            continue  # shifts every logit of a softmax alike: its gradient is 0 up to rounding
         assert p.grad.abs().sum() > 0, f"zero gradient for {name}"
 
 
