@@ -786,10 +786,9 @@ class KernelPruning(pl.Callback):
     def compact(self, pl_module: pl.LightningModule) -> Compaction | None:
         """Compact the network inside ``pl_module`` now; returns what was removed.
 
-        Also updates ``pl_module.hparams["model_kwargs"]`` (``n_filters`` when present, and
-        ``kernel_index`` when the model's ``init_kwargs`` has it, as LightSeizureNet's does) so
-        a checkpoint of the compacted module rebuilds the smaller network, and re-derives the
-        masks on the compacted shapes (kernels still zero inside surviving filters; a
+        A checkpoint of the compacted module rebuilds the smaller network from the model's
+        ``init_kwargs`` (``n_filters``, ``kernel_index``: :mod:`lightning_modules.checkpoints`).
+        Re-derives the masks on the compacted shapes (kernels still zero inside surviving filters; a
         :class:`~lightning_modules.lsn.SparseKernelConv` is masked through its grouped
         convolution, whose weight holds the (out, m) kept kernels).
         """
@@ -800,13 +799,6 @@ class KernelPruning(pl.Callback):
             return None
         self.compaction = compact(model, self._example(pl_module, model),
                                   sparse_kernels=self.sparse_kernels)
-        hp = getattr(pl_module, "hparams", None)
-        if hp is not None and isinstance(hp.get("model_kwargs"), dict):
-            if "n_filters" in hp["model_kwargs"]:
-                hp["model_kwargs"]["n_filters"] = list(self.compaction.widths_after)
-            init_kwargs = getattr(model, "init_kwargs", None)
-            if isinstance(init_kwargs, dict) and "kernel_index" in init_kwargs:
-                hp["model_kwargs"]["kernel_index"] = init_kwargs["kernel_index"]
         self._convs = prunable_convs(pl_module, self.include)
         self.masks = {n: kernel_mask(c.weight).cpu() for n, c in self._convs.items()}
         c = self.compaction

@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from callbacks.pruning import KernelPruning, compact, kernel_mask, kernel_scores, sparse_macs, unpruned_params
+from lightning_modules.checkpoints import describe, load_module
 from lightning_modules.cost import count_macs, count_params
 from lightning_modules.detection import SeizureDetectionModule
 from lightning_modules.lsn import LightSeizureNet, SparseKernelConv, TemporalConv2d
@@ -609,10 +610,10 @@ def test_filter_scope_in_the_loop_saves_a_checkpoint_of_the_narrow_network(loade
     assert cb.history[-1]["sparsity"] > 0.55
     assert module.model.n_filters == cb.compaction.widths_after and max(cb.compaction.widths_after[1:]) < 16
     assert cb.history[-1]["macs_compact"] == cb.compaction.macs_after <= 0.5 * 6_156_320
-    assert module.hparams.model_kwargs["n_filters"] == list(cb.compaction.widths_after)
+    assert describe(module)["model"]["kwargs"]["n_filters"] == list(cb.compaction.widths_after)
     path = tmp_path / "narrow.ckpt"
     trainer.save_checkpoint(path)
-    reloaded = SeizureDetectionModule.load_from_checkpoint(path).eval()
+    reloaded = load_module(path)
     assert reloaded.model.n_filters == module.model.n_filters
     x = torch.from_numpy(loader.dataset.x[:6])
     module.eval()
