@@ -33,10 +33,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv: torch (TORCH_SPEC) first, then the project in editable mode
 
 test: $(STAMP) ## the fast default suite (unit + fast integration; < 5 min on 2 CPU cores)
-	set -f; $(BIN)/python -m pytest -q -m "not slow" --durations=15 $$PYTEST_ARGS
+	set -f; $(BIN)/python -m pytest -q -m "not slow" -n auto --dist loadfile --durations=15 $$PYTEST_ARGS
 
 test-all: $(STAMP) ## every test, the slow end-to-end studies too (what CI runs)
-	set -f; $(BIN)/python -m pytest -q --durations=25 $$PYTEST_ARGS
+	set -f; $(BIN)/python -m pytest -q -n auto --dist loadfile --durations=25 $$PYTEST_ARGS
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
