@@ -69,8 +69,12 @@ def summarize_folds(metrics: list[dict], n_boot: int = 2000) -> dict:
     }
 
 
-def aggregate_run(run_dir: str | Path, cfg: DictConfig | None = None, wall_seconds: float | None = None) -> dict:
-    """Read every fold of ``run_dir`` and write summary.json, summary.md, plots and report.html."""
+def aggregate_run(run_dir: str | Path, cfg: DictConfig | None = None, wall_seconds: float | None = None,
+                  data_seconds: float | None = None) -> dict:
+    """Read every fold of ``run_dir`` and write summary.json, summary.md, plots and report.html.
+
+    ``wall_seconds`` (the whole run) and ``data_seconds`` (corpus, index and cache) go into the
+    summary's ``timing`` beside the folds' own training and evaluation seconds."""
     run_dir = Path(run_dir)
     folder = RunFolder(run_dir)
     metrics, failed = read_folds(folder)
@@ -78,6 +82,7 @@ def aggregate_run(run_dir: str | Path, cfg: DictConfig | None = None, wall_secon
     summary = {"name": run_dir.parent.name, "run_id": run_dir.name, "run_dir": str(run_dir),
                "folds_ok": [m["fold"] for m in metrics], "folds_failed": failed,
                "wall_seconds": round(wall_seconds, 1) if wall_seconds is not None else None,
+               "timing": _timing(metrics, wall_seconds, data_seconds),
                **summarize_folds(metrics, n_boot=n_boot)}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     text = summary_markdown(summary)
@@ -91,6 +96,16 @@ def aggregate_run(run_dir: str | Path, cfg: DictConfig | None = None, wall_secon
     return summary
 
 
+def _timing(metrics: list[dict], wall_seconds: float | None, data_seconds: float | None) -> dict:
+    """Where the time went: data (corpus, index, cache), training (fits), evaluation (prediction,
+    thresholds, scoring, baselines, localization, panels), summed over the folds."""
+    fit = sum(float(m.get("fit_seconds") or 0.0) for m in metrics)
+    total = sum(float(m.get("total_seconds") or 0.0) for m in metrics)
+    return {"data_s": None if data_seconds is None else round(data_seconds, 1), "training_s": round(fit, 1),
+            "evaluation_s": round(max(total - fit, 0.0), 1),
+            "wall_s": None if wall_seconds is None else round(wall_seconds, 1)}
+
+
 # -- markdown ------------------------------------------------------------------------------------
 def _label(name: str, m: dict, model: str) -> str:
     return f"**{name}** (learned)" if name == model and m.get("kind") == "model" else f"{name} (untrained)"
@@ -101,7 +116,11 @@ def summary_markdown(s: dict) -> str:
     methods, model = s.get("methods", {}), s.get("model")
     head = methods.get(model, {}).get("aggregate", {}).get("event", {}).get("pooled", {})
     if s.get("wall_seconds") is not None:
-        lines.append(f"Wall time: {s['wall_seconds'] / 60:.1f} min.")
+        t = s.get("timing") or {}
+        parts = [f"{k} {t[k + '_s'] / 60:.1f} min" for k in ("data", "training", "evaluation")
+                 if t.get(k + "_s") is not None]
+        detail = f" ({', '.join(parts)}; folds of earlier attempts count too)." if parts else "."
+        lines.append(f"Wall time: {s['wall_seconds'] / 60:.1f} min{detail}")
     if head:
         lines.append(f"{len(s['folds_ok'])} held-out patients, {head.get('hours', 0):.2f} h of EEG, "
                      f"{int(head.get('ref', 0))} scored seizure events (SzCORE merges events under 90 s apart).")

@@ -189,6 +189,7 @@ def run_experiment(cfg: DictConfig, force_new: bool = False) -> int:
                 folder = open_run(cfg, force_new)
             with folder.lock():
                 folds = prepare_data(cfg)
+                data_s = time.time() - t0
                 print(f"run {cfg.name}/{cfg.run_id}: {len(folds)} fold(s) -> {folder.path}", flush=True)
                 results = []
                 for i, fold in enumerate(folds, 1):
@@ -200,7 +201,7 @@ def run_experiment(cfg: DictConfig, force_new: bool = False) -> int:
                     r = run_fold(cfg, fold, folder.path)
                     print(f"[{i}/{len(folds)}] {fold}: {'done' if r.ok else 'FAILED: ' + str(r.error)}", flush=True)
                     results.append(r)
-                summary = aggregate_run(folder.path, cfg, wall_seconds=time.time() - t0)
+                summary = aggregate_run(folder.path, cfg, wall_seconds=time.time() - t0, data_seconds=data_s)
         except Interrupted as e:
             print(f"interrupted by {e}: rerun with run_id={cfg.run_id} to resume "
                   f"(finished folds are kept, the fold in progress resumes from its last checkpoint)",
