@@ -159,12 +159,13 @@ def render_activation_panel(
     norm, cmap, clipped = _color_norm(maps.activity)
     has_strip = maps.attention is not None or maps.probability is not None
     has_freq = maps.freq_hz is not None
+    has_track = maps.freq_track_hz is not None and bool(np.isfinite(maps.freq_track_hz).any())
 
     fig = Figure(figsize=figsize, dpi=dpi)
     FigureCanvasAgg(fig)
     outer = GridSpec(2, 1, figure=fig, height_ratios=[7.0, 2.6], hspace=0.2,
                      left=0.085, right=0.945, top=0.915, bottom=0.035)
-    rows = [3.5, 3.0] + ([0.85] if has_strip else [])
+    rows = [3.5, 3.0] + ([0.85] if has_strip else []) + ([0.85] if has_track else [])
     tgrid = GridSpecFromSubplotSpec(len(rows), 3, subplot_spec=outer[0], height_ratios=rows,
                                     width_ratios=[1.0, 0.075 if has_freq else 0.001, 0.012],
                                     hspace=0.08, wspace=0.03)
@@ -187,6 +188,12 @@ def render_activation_panel(
         ax_strip = fig.add_subplot(tgrid[2, 0], sharex=ax_eeg)
         _draw_strip(ax_strip, t_map, maps.attention, maps.probability)
         time_axes.append(ax_strip)
+    if has_track:
+        ax_track = fig.add_subplot(tgrid[len(rows) - 1, 0], sharex=ax_eeg)
+        t_track = segment_start_s + np.asarray(maps.freq_times_s, dtype=float) - ref_s
+        _draw_track(ax_track, t_track, np.asarray(maps.freq_track_hz, dtype=float), loc.index,
+                    channels[loc.index], soz_mask)
+        time_axes.append(ax_track)
     for ax in time_axes:
         _mark_event(ax, onset_rel, offset_rel, label=ax is ax_eeg, xlim=xlim)
         ax.set_xlim(*xlim)
@@ -269,10 +276,18 @@ def _align_maps(maps: ActivationMaps, channels: tuple[str, ...], where: str) -> 
     for name, arr in (("attention", maps.attention), ("probability", maps.probability)):
         if arr is not None and np.shape(arr) != times.shape:
             raise ValueError(f"{where}: {name} has shape {np.shape(arr)}, expected {times.shape}")
+    track = maps.freq_track_hz
+    if (track is None) != (maps.freq_times_s is None) or (
+            track is not None and np.shape(track) != (activity.shape[0], np.size(maps.freq_times_s))):
+        raise ValueError(f"{where}: freq_track_hz {np.shape(track) if track is not None else None} does not "
+                         f"match its {np.size(maps.freq_times_s) if maps.freq_times_s is not None else 'missing'} "
+                         f"freq_times_s for {activity.shape[0]} channels")
     order = [theirs.index(c) for c in mine]
     return ActivationMaps(
         activity=activity[order], times_s=times, channels=channels,
         freq_hz=None if maps.freq_hz is None else np.asarray(maps.freq_hz, float)[order],
+        freq_track_hz=None if track is None else np.asarray(track, float)[order],
+        freq_times_s=None if maps.freq_times_s is None else np.asarray(maps.freq_times_s, float),
         attention=None if maps.attention is None else np.asarray(maps.attention, float),
         probability=None if maps.probability is None else np.asarray(maps.probability, float),
         kind=maps.kind)
@@ -382,22 +397,41 @@ def _draw_heatmap(ax, activity, t, channels, soz_mask, norm, cmap):
 
 
 def _draw_freq(ax, freq, soz_mask):
+    """One bar per activated channel; a channel the model did not activate has no frequency and
+    gets no bar (a bar at the 1/f low edge would read as delta activity)."""
     y = np.arange(freq.size)
     colors = [_SOZ_COLOR if soz_mask is not None and s else "0.45"
               for s in (soz_mask if soz_mask is not None else [False] * freq.size)]
-    f = np.where(np.isfinite(freq), freq, 0.0)
-    ax.barh(y, f, color=colors, height=0.7)
-    top = max(float(f.max()), 1.0)
+    ok = np.isfinite(freq)
+    f = np.where(ok, freq, 0.0)
+    ax.barh(y[ok], f[ok], color=[c for c, k in zip(colors, ok) if k], height=0.7)
+    top = max(float(f.max()) if f.size else 1.0, 1.0)
     ax.set_xlim(0, top * 1.6)
-    for yi, fi in zip(y, freq):
-        ax.text(f[yi] + top * 0.05, yi, "n/a" if not np.isfinite(fi) else f"{fi:.1f}",
-                va="center", ha="left", fontsize=7)
+    for yi in y[ok]:
+        ax.text(f[yi] + top * 0.05, yi, f"{f[yi]:.1f}", va="center", ha="left", fontsize=7)
     ax.tick_params(axis="y", labelleft=False, length=0)
     ax.tick_params(axis="x", labelsize=7)
     ax.set_xlabel("Hz", fontsize=8)
     ax.set_title("dominant\nfreq.", fontsize=8)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
+
+
+def _draw_track(ax, t, track, top, top_name, soz_mask):
+    """Dominant frequency per second: the top channel's as a line, every other activated
+    channel's as faint dots (SOZ channels red), where the model activates them."""
+    for i in range(track.shape[0]):
+        if i == top:
+            continue
+        color = _SOZ_COLOR if soz_mask is not None and soz_mask[i] else "0.55"
+        ax.plot(t, track[i], ".", ms=2.5, color=color, alpha=0.45)
+    ax.plot(t, track[top], "-o", ms=3, lw=1.2, color="k", label=f"top channel {top_name}")
+    finite = track[np.isfinite(track)]
+    ax.set_ylim(0, max(12.0, float(np.percentile(finite, 98)) * 1.15 if finite.size else 12.0))
+    ax.set_ylabel("dominant\nfreq. (Hz)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(loc="upper right", fontsize=7, frameon=False)
+    ax.grid(True, axis="y", lw=0.3, color="0.85")
 
 
 def _draw_strip(ax, t, attention, probability):

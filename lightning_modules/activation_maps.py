@@ -25,7 +25,13 @@ class ActivationMaps:
     channels : tuple of str
         Channel names (bipolar labels such as ``FP1-F7``).
     freq_hz : np.ndarray or None, shape (n_chans,)
-        Dominant frequency of the activated signal per channel (ECAM); None if not computed.
+        Dominant frequency of the activated signal per channel (ECAM), NaN for a channel the
+        model did not activate; None if not computed.
+    freq_track_hz : np.ndarray or None, shape (n_chans, n_freq_steps)
+        The same along time (:func:`lightning_modules.lsn.frequency_track`: one value per
+        second, against the channel's non-activated background), NaN where not activated.
+    freq_times_s : np.ndarray or None, shape (n_freq_steps,)
+        Times of ``freq_track_hz`` (s from the segment start).
     attention : np.ndarray or None, shape (n_steps,)
         Temporal attention (SZLoc): which intervals drive the localization.
     probability : np.ndarray or None, shape (n_steps,)
@@ -38,6 +44,8 @@ class ActivationMaps:
     times_s: np.ndarray
     channels: tuple[str, ...]
     freq_hz: np.ndarray | None = None
+    freq_track_hz: np.ndarray | None = None
+    freq_times_s: np.ndarray | None = None
     attention: np.ndarray | None = None
     probability: np.ndarray | None = None
     kind: str = "ecam"

@@ -28,7 +28,7 @@ from torchmetrics.classification import (
 from lightning_modules.activation_maps import ActivationMaps
 from lightning_modules.checkpoints import SPEC_KEY, CheckpointError, describe, load_module
 from lightning_modules.losses import DetectionLoss, seizure_logit
-from lightning_modules.lsn import dominant_frequency
+from lightning_modules.lsn import dominant_frequency, frequency_track
 from lightning_modules.schedules import check_optimizer_args, configure_schedule
 
 
@@ -244,7 +244,9 @@ class SeizureDetectionModule(pl.LightningModule):
             probability of the window each sample belongs to, pooled the same way;
             ``freq_hz`` is :func:`~lightning_modules.lsn.dominant_frequency` of the whole
             segment weighted by the positive ECAM (a Welch spectrum whose 1 s segments count
-            as much as they are activated).
+            as much as they are activated; NaN for a channel never activated);
+            ``freq_track_hz`` is :func:`~lightning_modules.lsn.frequency_track`, one value per
+            second where the channel is activated.
         """
         if not self.has_cam:
             return None
@@ -295,8 +297,12 @@ class SeizureDetectionModule(pl.LightningModule):
         times_s = np.array([(a + b) / 2 / sfreq for a, b in zip(edges[:-1], edges[1:])])
         band = getattr(self.model, "freq_band", (1.0, 30.0))
         freq = dominant_frequency(x, cam.clamp(min=0), float(sfreq), *band)
+        track, track_t = (frequency_track(x, cam.clamp(min=0), float(sfreq), fmin=band[0], fmax=band[1])
+                          if n_total >= 2 * sfreq else (None, None))
         return ActivationMaps(activity=activity.cpu().numpy().astype(np.float32), times_s=times_s,
                               channels=channels, freq_hz=freq.cpu().numpy().astype(np.float32),
+                              freq_track_hz=None if track is None else track.cpu().numpy().astype(np.float32),
+                              freq_times_s=None if track_t is None else track_t.numpy(),
                               attention=None,
                               probability=probability.cpu().numpy().astype(np.float32),
                               kind="ecam")

@@ -1,8 +1,9 @@
 """LightSeizureNet (LSN): a lightweight dilated CNN on raw multichannel EEG with channel-resolved
 class activation maps (ECAMs).
 
-Qiu et al., "A Lightweight Convolutional Neural Network ... for Seizure Detection", IEEE JBHI
-2023, publish the ingredients (raw multichannel EEG in, dilated convolutions, global average
+Qiu et al., "LightSeizureNet: A Lightweight Deep Learning Model for Real-Time Epileptic Seizure
+Detection", IEEE Journal of Biomedical and Health Informatics, 2023,
+doi:10.1109/JBHI.2022.3223970, publish the ingredients (raw multichannel EEG in, dilated convolutions, global average
 pooling, kernel-wise pruning, ECAMs: one value per EEG channel per time step plus the dominant
 frequency of the activated signal) and the cost (97.09 % accuracy at 6.2 M MACs patient
 -independent, 99.77 % at 3.7 M MACs patient-specific, CHB-MIT). Layer details are not public;
@@ -21,6 +22,9 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+#: How the per-channel logits become the window's (``pooling``), see LightSeizureNet's notes.
+POOLINGS = ("mean", "max", "lse", "attention")
 
 
 class ECAM(NamedTuple):
@@ -570,7 +574,7 @@ class LightSeizureNet(nn.Module):
     Architecture (defaults): the window (B, C, T) becomes a one-filter map (B, 1, C, T); seven
     :class:`ConvBlock` s with (1, k) kernels follow::
 
-        filters   8  16  16  16  16  16  16
+        filters   8  14  14  14  14  14  14
         kernel    7   5   3   3   3   3   3
         stride    2   2   2   1   1   1   1
         dilation  1   1   1   1   2   4   8
@@ -605,6 +609,18 @@ class LightSeizureNet(nn.Module):
     mean, the mean of ``cam`` over (c, t) is exactly the seizure logit (log-odds of the
     softmax), so a channel's time-averaged CAM is the logit the model would give that channel
     alone.
+
+    Pooling over channels (``pooling``): with the default ``mean`` a focal seizure on 2-4 of 18
+    derivations must outweigh the background of the others. ``max``, ``lse`` (log-sum-exp,
+    ``log mean exp``) and ``attention`` (a learned softmax weight per channel from its features,
+    Ilse et al., ICML 2018) pool the per-channel seizure logits ``z_c = mean_t cam[c, t]``
+    instead; the CAM stays exact per channel in every case, because ``z_c`` is still the logit
+    the model gives channel ``c`` alone, and the window logit is the pool of those
+    (:meth:`channel_weights` says how much each counted). ``channel_context`` adds a cheap
+    cross-channel stage: a term computed from the channel-mean features, shared by every
+    channel's logit (one more linear map, F x n_outputs weights), so the montage as a whole
+    can raise or lower every channel's evidence. These variants output the logits ``(0, z)``
+    (softmax) or ``z`` (sigmoid), the seizure logit ``z`` being the pooled one.
     """
 
     def __init__(
@@ -613,7 +629,7 @@ class LightSeizureNet(nn.Module):
         n_outputs: int = 2,
         n_times: int = 512,
         sfreq: float = 256.0,
-        n_filters: Sequence[int] = (8, 16, 16, 16, 16, 16, 16),
+        n_filters: Sequence[int] = (8, 14, 14, 14, 14, 14, 14),
         kernel_sizes: Sequence[int] = (7, 5, 3, 3, 3, 3, 3),
         strides: Sequence[int] = (2, 2, 2, 1, 1, 1, 1),
         dilations: Sequence[int] = (1, 1, 1, 1, 2, 4, 8),
@@ -622,8 +638,12 @@ class LightSeizureNet(nn.Module):
         dropout: float = 0.2,
         freq_band: tuple[float, float] = (1.0, 30.0),
         kernel_index: Sequence[Sequence[Sequence[int]] | None] | None = None,
+        pooling: str = "mean",
+        channel_context: bool = False,
     ):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
         lengths = {len(n_filters), len(kernel_sizes), len(strides), len(dilations)}
         if len(lengths) != 1 or 0 in lengths:
             raise ValueError("n_filters, kernel_sizes, strides and dilations need the same "
@@ -663,7 +683,13 @@ class LightSeizureNet(nn.Module):
             in_f = f
         self.blocks = nn.ModuleList(blocks)
         self.dropout = _Dropout(dropout)
-        self.classifier = nn.Linear(in_f, n_outputs)
+        self.pooling = str(pooling)
+        self.channel_context = bool(channel_context)
+        # one linear layer reads each channel's time-pooled features: the class rows, then (with
+        # channel_context) the context rows, then (attention pooling) the attention score row;
+        # one head keeps pruning's compaction (which narrows the head's inputs) unchanged
+        rows = n_outputs * (2 if self.channel_context else 1) + (1 if self.pooling == "attention" else 0)
+        self.classifier = nn.Linear(in_f, rows)
 
     # -- bookkeeping ------------------------------------------------------------------------
     @property
@@ -675,7 +701,8 @@ class LightSeizureNet(nn.Module):
                     kernel_sizes=list(self.kernel_sizes), strides=list(self.strides),
                     dilations=list(self.dilations), input_scale_uv=self.input_scale_uv,
                     compress=self.compress, dropout=self.dropout_p,
-                    freq_band=list(self.freq_band), kernel_index=self.kernel_index)
+                    freq_band=list(self.freq_band), kernel_index=self.kernel_index,
+                    pooling=self.pooling, channel_context=self.channel_context)
 
     @property
     def kernel_index(self) -> list[list[list[int]] | None] | None:
@@ -730,16 +757,73 @@ class LightSeizureNet(nn.Module):
             z.register_hook(_channels_last)
         return self.dropout(z)
 
+    @property
+    def _plain_pool(self) -> bool:
+        return self.pooling == "mean" and not self.channel_context
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and self.dropout.p > 0 and _fast():
+        if self._plain_pool and self.training and self.dropout.p > 0 and _fast():
             # dropout and the global average pool as one step: its backward writes the map's
             # gradient once, channels-last, instead of broadcasting, scaling, converting and masking
             z = self._maps(x)
             return self.classifier(_DropoutMean.apply(z, self.dropout.mask_like(z)))
-        return self.classifier(self.features(x).mean(dim=(2, 3)))
+        return self._logits(self.features(x))
+
+    def _logits(self, f: torch.Tensor) -> torch.Tensor:
+        """Window logits from the feature map (B, F, C, T') (see "Pooling" in the class notes)."""
+        if self._plain_pool:
+            return self.classifier(f.mean(dim=(2, 3)))
+        per_channel, _ = self._channel_logits(f)
+        pooled = self.pool_channels(per_channel, f)
+        if self.n_outputs == 1:
+            return pooled[:, None]
+        return torch.stack([torch.zeros_like(pooled), pooled], 1)
+
+    def _channel_logits(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C) seizure logit of each channel alone (its time-averaged CAM) and the (B,)
+        context term every channel shares (0 without ``channel_context``)."""
+        w, b = self.seizure_direction()
+        g = f.mean(3)  # (B, F, C)
+        own = torch.einsum("bfc,f->bc", g, w) + b
+        return own + (ctx := self._context(g))[:, None], ctx
+
+    def _context(self, g: torch.Tensor) -> torch.Tensor:
+        """(B,) cross-channel context: the context rows applied to the channel-mean features."""
+        if not self.channel_context:
+            return g.new_zeros(g.shape[0])
+        k = self.n_outputs
+        v, c = self.classifier.weight[k:2 * k], self.classifier.bias[k:2 * k]
+        if k == 2:
+            v, c = v[1] - v[0], c[1] - c[0]
+        else:
+            v, c = v[0], c[0]
+        return g.mean(2) @ v + c
+
+    def channel_weights(self, per_channel: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        """(B, C) how much each channel's logit counts in the window's (sums to 1): uniform for
+        mean pooling, one-hot at the largest for max, a softmax of the logits for log-sum-exp,
+        the learned attention for attention pooling."""
+        if self.pooling == "mean":
+            return torch.full_like(per_channel, 1.0 / per_channel.shape[1])
+        if self.pooling == "max":
+            return F.one_hot(per_channel.argmax(1), per_channel.shape[1]).to(per_channel.dtype)
+        if self.pooling == "lse":
+            return torch.softmax(per_channel, 1)
+        u, u0 = self.classifier.weight[-1], self.classifier.bias[-1]
+        return torch.softmax(torch.einsum("bfc,f->bc", f.mean(3), u) + u0, 1)
+
+    def pool_channels(self, per_channel: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        """(B,) window seizure logit from the (B, C) per-channel logits."""
+        if self.pooling == "mean":
+            return per_channel.mean(1)
+        if self.pooling == "max":
+            return per_channel.amax(1)
+        if self.pooling == "lse":  # a smooth max: log of the mean of exp, = mean when all agree
+            return torch.logsumexp(per_channel, 1) - math.log(per_channel.shape[1])
+        return (self.channel_weights(per_channel, f) * per_channel).sum(1)
 
     def seizure_direction(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Weights (F,) and bias () that map pooled features to the seizure logit."""
+        """Weights (F,) and bias () that map a channel's features to its seizure logit."""
         w, b = self.classifier.weight, self.classifier.bias
         if self.n_outputs == 2:
             return w[1] - w[0], b[1] - b[0]
@@ -766,9 +850,11 @@ class LightSeizureNet(nn.Module):
             :func:`dominant_frequency` of the input weighted by ``relu(cam)``.
         """
         f = self.features(x)
-        logits = self.classifier(f.mean(dim=(2, 3)))
+        logits = self._logits(f)
         w, b = self.seizure_direction()
         cam_feat = torch.einsum("bfct,f->bct", f, w) + b
+        if self.channel_context:
+            cam_feat = cam_feat + self._context(f.mean(3))[:, None, None]
         cam = cam_feat @ _interp_matrix(cam_feat.shape[-1], x.shape[-1], self.total_stride,
                                         cam_feat.dtype, cam_feat.device)
         freq = None
@@ -805,17 +891,44 @@ def _interp_matrix(n_feat: int, n_times: int, stride: int, dtype, device) -> tor
     return m.to(dtype=dtype, device=device)
 
 
+def _spectra(x: torch.Tensor, nper: int, hop: int) -> tuple[torch.Tensor, int]:
+    """Power spectra (..., S, F) of Hann-windowed, de-meaned segments of ``nper`` samples every
+    ``hop``, zero-padded to twice their length; also the FFT length."""
+    seg = x.unfold(-1, nper, hop)
+    seg = (seg - seg.mean(-1, keepdim=True)) * torch.hann_window(nper, periodic=False, device=x.device)
+    return torch.fft.rfft(seg, n=2 * nper).abs().square(), 2 * nper
+
+
+def _peak(log_p: torch.Tensor, freqs: torch.Tensor, fmin: float, fmax: float) -> torch.Tensor:
+    """Frequency of the largest ``log_p`` (..., F) within ``[fmin, fmax]``, refined by a parabola
+    through the peak bin and its two neighbours."""
+    band = (freqs >= fmin) & (freqs <= fmax)
+    if int(band.sum()) < 3:
+        raise ValueError(f"fewer than 3 frequency bins in [{fmin}, {fmax}] Hz ({len(freqs)} bins up to "
+                         f"{float(freqs[-1]):g} Hz)")
+    k = torch.where(band, log_p, torch.full_like(log_p, -torch.inf)).argmax(-1)
+    km, kp = (k - 1).clamp(min=0), (k + 1).clamp(max=len(freqs) - 1)
+    a, c, e = (log_p.gather(-1, i.unsqueeze(-1)).squeeze(-1) for i in (km, k, kp))
+    denom = a - 2 * c + e
+    shift = torch.where(denom.abs() > 1e-12, 0.5 * (a - e) / denom, torch.zeros_like(denom)).clamp(-0.5, 0.5)
+    return (freqs[k] + shift.to(freqs.dtype) * float(freqs[1] - freqs[0])).clamp(fmin, fmax)
+
+
 def dominant_frequency(x: torch.Tensor, weight: torch.Tensor, sfreq: float, fmin: float = 1.0,
                        fmax: float = 30.0, segment_s: float = 1.0) -> torch.Tensor:
-    """Per-channel peak frequency of a weighted Welch spectrum.
+    """Per-channel peak frequency of a weighted Welch spectrum; NaN where nothing is weighted.
 
     The signal is cut into Hann-windowed segments of ``segment_s`` (50 % overlap; the whole
     signal if shorter), each de-meaned and zero-padded to twice its length (0.5 Hz bins at
     1 s). Each segment's power spectrum is weighted by the mean of ``weight`` over that segment
-    (for an ECAM: the positive activation), the weighted mean spectrum is searched for its peak
-    within ``[fmin, fmax]`` Hz, and the peak is refined by a parabola through the log power of
-    the peak bin and its two neighbours. A channel whose weight is zero everywhere gets the
-    unweighted spectrum's peak.
+    (for an ECAM: the positive activation), and the weighted mean spectrum is searched for its
+    peak within ``[fmin, fmax]`` Hz, refined by a parabola through the log power of the peak bin
+    and its two neighbours.
+
+    A channel whose weight is zero everywhere (a channel the model did not activate) has no
+    dominant frequency: NaN, rather than the peak of its background spectrum (about 1.3 Hz, the
+    1/f low edge, which reads as delta activity). One frequency for a whole seizure also hides
+    its evolution: :func:`frequency_track` gives one per second.
 
     Parameters
     ----------
@@ -823,40 +936,74 @@ def dominant_frequency(x: torch.Tensor, weight: torch.Tensor, sfreq: float, fmin
         Signal and non-negative weight per sample.
     sfreq : float
         Sampling frequency in Hz.
+    fmin, fmax : float
+        Band searched (Hz).
+    segment_s : float
+        Welch segment length (s).
 
     Returns
     -------
     torch.Tensor, shape (...)
-        Frequency in Hz.
+        Frequency in Hz, NaN where the weight is zero.
     """
     if x.shape != weight.shape:
         raise ValueError(f"signal {tuple(x.shape)} and weight {tuple(weight.shape)} differ in shape")
-    n_times = x.shape[-1]
-    nper = max(4, min(n_times, int(round(segment_s * sfreq))))
-    hop = max(1, nper // 2)
+    nper = max(4, min(x.shape[-1], int(round(segment_s * sfreq))))
     x = x.detach().to(torch.float32)
-    weight = weight.detach().to(torch.float32).clamp(min=0)
-    seg = x.unfold(-1, nper, hop)  # (..., S, nper)
-    seg_w = weight.unfold(-1, nper, hop).mean(-1)  # (..., S)
-    seg = (seg - seg.mean(-1, keepdim=True)) * torch.hann_window(nper, periodic=False, device=x.device)
-    n_fft = 2 * nper
-    power = torch.fft.rfft(seg, n=n_fft).abs().square()  # (..., S, F)
+    seg_w = weight.detach().to(torch.float32).clamp(min=0).unfold(-1, nper, max(1, nper // 2)).mean(-1)
+    power, n_fft = _spectra(x, nper, max(1, nper // 2))  # (..., S, F)
     total = seg_w.sum(-1, keepdim=True)
-    uniform = torch.full_like(seg_w, 1.0 / seg_w.shape[-1])
-    seg_w = torch.where(total > 0, seg_w / total.clamp(min=1e-12), uniform)
-    spec = (power * seg_w.unsqueeze(-1)).sum(-2)  # (..., F)
+    spec = (power * (seg_w / total.clamp(min=1e-12)).unsqueeze(-1)).sum(-2)  # (..., F)
     freqs = torch.fft.rfftfreq(n_fft, d=1.0 / sfreq).to(x.device)
-    band = (freqs >= fmin) & (freqs <= fmax)
-    if not band.any():
-        raise ValueError(f"no frequency bin in [{fmin}, {fmax}] Hz at sfreq={sfreq}, {n_fft}-point FFT")
-    spec_band = torch.where(band, spec, torch.full_like(spec, -1.0))
-    k = spec_band.argmax(-1)
-    log_p = torch.log(spec.clamp(min=1e-20))
-    km, kp = (k - 1).clamp(min=0), (k + 1).clamp(max=len(freqs) - 1)
-    a = log_p.gather(-1, km.unsqueeze(-1)).squeeze(-1)
-    c = log_p.gather(-1, k.unsqueeze(-1)).squeeze(-1)
-    e = log_p.gather(-1, kp.unsqueeze(-1)).squeeze(-1)
-    denom = a - 2 * c + e
-    shift = torch.where(denom.abs() > 1e-12, 0.5 * (a - e) / denom, torch.zeros_like(denom)).clamp(-0.5, 0.5)
-    df = float(freqs[1] - freqs[0])
-    return (freqs[k] + shift * df).clamp(fmin, fmax)
+    f = _peak(torch.log(spec.clamp(min=1e-20)), freqs, fmin, fmax)
+    return torch.where(total.squeeze(-1) > 0, f, torch.full_like(f, float("nan")))
+
+
+def frequency_track(x: torch.Tensor, weight: torch.Tensor, sfreq: float, step_s: float = 1.0,
+                    window_s: float = 2.0, fmin: float = 1.0, fmax: float = 30.0, min_reference: int = 3
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dominant frequency along time, where a channel is activated, against its own background.
+
+    How the ictal rhythm develops (the paper's sequence of ECAMs shows it: fast at onset,
+    slowing as the seizure evolves) is lost in one frequency per seizure, so each ``window_s``
+    window every ``step_s`` gets its own. Each activated window (``weight`` > 0 somewhere in it)
+    gets the peak of its power spectrum divided by the channel's mean spectrum over its windows
+    that are not activated (the ictal-to-pre-ictal power ratio, when the model is right), so the
+    1/f background and a channel's own alpha or muscle do not win; a channel with fewer than
+    ``min_reference`` such windows is searched in its plain spectrum. Windows not activated
+    give NaN.
+
+    On the synthetic corpus with ideal weights (1 over the true seizure, 0 elsewhere, 30 s
+    before it), the onset-zone median follows the simulated 8 -> 3 Hz sweep within 10 % at
+    the median second (``tests/test_lsn.py``). A 1/f line fitted to the spectrum
+    (FOOOF-like) did worse there: harmonics of the sharp discharges and muscle stood above it.
+
+    Parameters
+    ----------
+    x, weight : torch.Tensor, shape (C, T)
+        Signal (uV) and non-negative weight per sample (the positive ECAM).
+
+    Returns
+    -------
+    freq : torch.Tensor, shape (C, n_steps)
+        Hz, NaN where not activated.
+    times_s : torch.Tensor, shape (n_steps,)
+        Window centres (s from the first sample).
+    """
+    if x.shape != weight.shape or x.dim() != 2:
+        raise ValueError(f"frequency_track needs (channels, time) signal and weight of one shape, got "
+                         f"{tuple(x.shape)} and {tuple(weight.shape)}")
+    n, hop = int(round(window_s * sfreq)), max(1, int(round(step_s * sfreq)))
+    if x.shape[-1] < n:
+        raise ValueError(f"frequency_track needs at least {window_s:g} s ({n} samples), got {x.shape[-1]}")
+    power, n_fft = _spectra(x.detach().to(torch.float32), n, hop)  # (C, S, F)
+    active = weight.detach().clamp(min=0).unfold(-1, n, hop).amax(-1) > 0  # (C, S)
+    rest = (~active).to(power.dtype)
+    n_rest = rest.sum(-1)  # (C,)
+    ref = (power * rest.unsqueeze(-1)).sum(-2) / n_rest.clamp(min=1).unsqueeze(-1)  # (C, F)
+    ref = torch.where((n_rest >= min_reference).unsqueeze(-1), ref, torch.ones_like(ref))
+    log_ratio = torch.log(power.clamp(min=1e-20)) - torch.log(ref.clamp(min=1e-20)).unsqueeze(1)
+    freqs = torch.fft.rfftfreq(n_fft, d=1.0 / sfreq).to(x.device)
+    f = _peak(log_ratio, freqs, fmin, fmax)
+    times = (torch.arange(power.shape[1], dtype=torch.float64) * hop + n / 2) / sfreq
+    return torch.where(active, f, torch.full_like(f, float("nan"))), times

@@ -117,7 +117,7 @@ def test_model_cost_and_inference_rows(tiny_run):
         assert cost[name]["macs_vs_dense"] == pytest.approx(cost[name]["macs"] / cost["LSN dense"]["macs"])
         assert cost[name]["macs_vs_dense"] <= 0.5
         assert cost[name]["params"] < cost["LSN dense"]["params"]
-    assert "widths [5, 10, 10, 10, 10, 11, 10]" in cost[PRUNED]["note"]
+    assert "widths [5, 9, 9, 9, 9, 9, 8]" in cost[PRUNED]["note"]
     rows = res["inference"]["model_only"]
     for r in rows:
         rt = r["realtime_factor"]["median"]

@@ -17,7 +17,7 @@ torch.set_num_threads(1)
 
 def _lsn(seed: int = 0) -> LightSeizureNet:
     torch.manual_seed(seed)
-    m = LightSeizureNet(18)
+    m = LightSeizureNet(18, n_filters=(8, 16, 16, 16, 16, 16, 16))  # the widths the figures below assume
     for mod in m.modules():
         if isinstance(mod, nn.BatchNorm2d):
             mod.running_mean.uniform_(-0.5, 0.5)

@@ -293,3 +293,34 @@ def test_long_traces_are_decimated_keeping_their_envelope():
     # Short segments are drawn sample by sample.
     tt, yy = _minmax_decimate(t[:6000], y[:, :6000], 1500)
     assert yy.shape == (2, 6000)
+
+
+def test_frequency_of_channels_not_activated_is_not_drawn_and_the_track_is():
+    """NaN (not activated) channels get no bar; the per-second track is drawn on the panel's
+    time axis, the top channel as a line."""
+    import torch
+
+    from lightning_modules.lsn import frequency_track
+
+    sig, t, mask = _segment()
+    weight = np.where(mask[:, None] & (t >= PRE)[None], 1.0, 0.0)
+    track, t_track = frequency_track(torch.from_numpy(sig), torch.from_numpy(weight), SF)
+    base = _ecam(t, mask)
+    maps = ActivationMaps(base.activity, base.times_s, base.channels,
+                          freq_hz=np.where(mask, 5.0, np.nan), freq_track_hz=track.numpy(),
+                          freq_times_s=t_track.numpy(), kind="ecam")
+    assert np.isnan(track.numpy()[~mask]).all()
+    # the SOZ rhythm is 5 Hz: the track says so where the weight is on
+    assert np.nanmedian(track.numpy()[mask]) == pytest.approx(5.0, abs=0.3)
+    fig = _render(sig, maps)
+    freq_ax = [ax for ax in fig.axes if ax.get_title() == "dominant\nfreq."]
+    assert len(freq_ax[0].patches) == int(mask.sum())
+    track_ax = [ax for ax in fig.axes if ax.get_ylabel() == "dominant\nfreq. (Hz)"]
+    assert len(track_ax) == 1
+    top = [ln for ln in track_ax[0].lines if ln.get_label().startswith("top channel")]
+    assert len(top) == 1 and np.nanmedian(top[0].get_ydata()) == pytest.approx(5.0, abs=0.3)
+    # track times are onset-relative like every other time axis
+    assert np.nanmin(top[0].get_xdata()) == pytest.approx(-PRE + 1.0)
+    with pytest.raises(ValueError, match="freq_track_hz"):
+        _render(sig, ActivationMaps(base.activity, base.times_s, base.channels, freq_track_hz=track.numpy(),
+                                    kind="ecam"))
