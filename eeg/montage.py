@@ -42,8 +42,14 @@ REFERENTIAL_19: tuple[str, ...] = (
 )
 
 #: Montages selectable by name (``data.montage: referential_19``); a list of channels works too.
+#: ``chbmit_21`` is the double banana plus the three temporal chain links CHB-MIT records
+#: (T7-FT9, FT9-FT10, FT10-T8), the 21 channels of the LightSeizureNet paper's figures;
+#: ``chbmit_23`` is every channel of a standard CHB-MIT file, in file order (P7-T7 and the
+#: second T8-P8 repeat derivations: a model sees them twice, as the file gives them).
 MONTAGES: dict[str, tuple[str, ...]] = {
     "double_banana": DOUBLE_BANANA,
+    "chbmit_21": DOUBLE_BANANA + ("T7-FT9", "FT9-FT10", "FT10-T8"),
+    "chbmit_23": (),  # filled below, once CHBMIT_23 is defined
     "referential_19": REFERENTIAL_19,
 }
 
@@ -53,6 +59,7 @@ CHBMIT_23: tuple[str, ...] = (
     "FP2-F4", "F4-C4", "C4-P4", "P4-O2", "FP2-F8", "F8-T8", "T8-P8", "P8-O2",
     "FZ-CZ", "CZ-PZ", "P7-T7", "T7-FT9", "FT9-FT10", "FT10-T8", "T8-P8",
 )
+MONTAGES["chbmit_23"] = CHBMIT_23
 
 #: Scalp electrodes of the 10-20 system (with the 10-10 extras CHB-MIT uses), canonical spelling.
 ELECTRODES: frozenset[str] = frozenset(

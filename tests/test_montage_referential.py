@@ -120,3 +120,14 @@ def test_onset_map_panel_on_electrode_channels(tmp_path):
     out = tmp_path / "panel.png"
     save_panel(fig, out)
     assert out.stat().st_size > 10_000
+
+
+def test_chbmit_21_and_23_montages_by_name():
+    from eeg.montage import CHBMIT_23, DOUBLE_BANANA, derive, montage_channels
+
+    m21, m23 = montage_channels("chbmit_21"), montage_channels("chbmit_23")
+    assert m21[:18] == DOUBLE_BANANA and m21[18:] == ("T7-FT9", "FT9-FT10", "FT10-T8")
+    assert m23 == CHBMIT_23
+    for m in (m21, m23):
+        d = derive(CHBMIT_23, m)  # a standard CHB-MIT file gives each of them
+        assert d.matrix.shape == (len(m), len(CHBMIT_23))
