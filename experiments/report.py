@@ -252,6 +252,7 @@ def write_plots(run_dir: Path, s: dict, fold_dirs: list[Path]) -> list[Path]:
         for x in FA_POINTS:
             ax.axvline(x, color="0.8", lw=0.8, ls="--")
         ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xlim(left=0)  # no negative false-alarm rates on the symlog axis's left arm
         ax.set_xlabel("false alarms per 24 h (pooled over held-out patients)")
         ax.set_ylabel("event sensitivity")
         ax.set_ylim(0, 1.02)
