@@ -81,6 +81,12 @@ def load_config(name: str, overrides: list[str] | tuple[str, ...] = (), env: dic
             key = item.split("=", 1)[0].strip().lstrip("+~")
             if not key:
                 raise ConfigError(f"override {item!r} has no key")
+            section = key[:-len("._target_")] if key.endswith("._target_") and key.count(".") == 1 else None
+            if section and isinstance(cfg.get(section), DictConfig) and \
+                    str(cfg[section].get("_target_")) != item.split("=", 1)[1].strip():
+                # another target: the section starts afresh from its defaults (the keys the YAML
+                # wrote for the old target would not fit it), as switching a Hydra config group does
+                cfg[section] = OmegaConf.create({})
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
         raw = OmegaConf.to_container(cfg, resolve=True)
     except ConfigError:

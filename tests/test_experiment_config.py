@@ -181,3 +181,15 @@ def test_make_quotes_every_variable(tmp_path):
     assert r.returncode != 0 and "no experiment named" in r.stderr and not marker.exists(), r.stderr
     r = _make("-n", "sweep", "NAME=smoke", "LAUNCHER=local", "FOLD=chb02", "ARGS=trainer.max_epochs=1 run_id=z")
     assert r.returncode == 0 and '"launcher.name=$LAUNCHER"' in r.stdout
+
+
+def test_another_target_starts_its_section_afresh():
+    """chb_loso's YAML sets model.pooling for LSN; switching model._target_ drops what was written
+    for the old target (as switching a Hydra config group does), naming the same target keeps it."""
+    assert load_config("chb_loso", env={}).model.pooling == "attention"
+    assert load_config("chb_loso", ["model._target_=lsn"], env={}).model.pooling == "attention"
+    other = load_config("chb_loso", ["model._target_=line_length"], env={})
+    assert other.model._target_ == "line_length" and "pooling" not in other.model
+    # keys given after the switch apply to the new target
+    mean = load_config("chb_loso", ["model._target_=lsn", "model.pooling=mean"], env={})
+    assert mean.model.pooling == "mean"
