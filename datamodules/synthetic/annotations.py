@@ -17,11 +17,11 @@ def clock(seconds: int, pad_hours: bool) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}" if pad_hours else f"{h}:{m:02d}:{s:02d}"
 
 
-def summary_text(recordings: list[RecordingTruth]) -> str:
+def summary_text(recordings: list[RecordingTruth], channels: tuple[str, ...] = CHBMIT_23) -> str:
     """``chbNN-summary.txt``: sampling rate, channels, and per file its times and annotated seizures."""
     lines = [f"Data Sampling Rate: {SFREQ} Hz", "*************************", "",
              "Channels in EDF Files:", "**********************"]
-    lines += [f"Channel {i}: {c}" for i, c in enumerate(CHBMIT_23, 1)]
+    lines += [f"Channel {i}: {c}" for i, c in enumerate(channels, 1)]
     for r in recordings:
         lines += ["", f"File Name: {Path(r.path).name}", f"File Start Time: {r.start_time}",
                   f"File End Time: {r.end_time}", f"Number of Seizures in File: {len(r.seizure_details)}"]

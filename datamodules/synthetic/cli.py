@@ -69,6 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"annotated minus true onset, s ({_show('onset_error_s')})")
     parser.add_argument("--offset-error", type=float, dest="offset_error_s",
                         help=f"annotated offset within +/- this of the true one, s ({_show('offset_error_s')})")
+    parser.add_argument("--montage", choices=("bipolar", "referential"),
+                        help="EDF channels: the 23 CHB-MIT bipolar ones (default) or the simulated electrodes "
+                             "against a common reference, labelled 'EEG FP1-REF'")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a synthetic corpus built with other parameters")
 

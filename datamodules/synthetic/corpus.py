@@ -17,13 +17,12 @@ import numpy as np
 
 from datamodules.edf import write_edf
 from datamodules.recording import DatasetError
-from eeg.montage import CHBMIT_23
 
 from .annotations import clock, summary_text, write_corpus_files
 from .artifacts import add_artifacts
 from .params import GenerationParams, resolve
 from .physiology import PatientModel, Vigilance, background, draw_physiology, sleep_graphoelements
-from .primitives import SFREQ, rng_for, subject_name, to_bipolar
+from .primitives import SFREQ, montage_labels, rng_for, subject_name, to_bipolar
 from .seizures import SOZ_CATALOG, add_seizure, draw_style, plan_seizures, share_of, soz_weights
 from .truth import TRUTH_FILE, CorpusTruth, PatientTruth, RecordingTruth, load_truth, write_truth
 
@@ -95,9 +94,9 @@ def _generate_patient(root: Path, k: int, params: GenerationParams, soz_choice: 
         x, built, events, states = _synthesize_recording(rng_for(params.seed, k, r + 1), model, style, params,
                                                          dur, plan, traits[:len(plan)])
         traits = traits[len(plan):]
-        bip = quantize(to_bipolar(x))
+        bip = quantize(to_bipolar(x) if params.montage == "bipolar" else x)
         del x
-        write_edf(folder / f"{rid}.edf", bip, SFREQ, CHBMIT_23, start=start,
+        write_edf(folder / f"{rid}.edf", bip, SFREQ, montage_labels(params.montage), start=start,
                   physical_range=PHYSICAL_RANGE_UV, patient_field=subject,
                   recording_field=f"{rid} synthetic CHB-MIT-shaped recording")
         del bip
@@ -113,13 +112,14 @@ def _generate_patient(root: Path, k: int, params: GenerationParams, soz_choice: 
     patient = PatientTruth(subject, soz, region, weights, gender, age, tuple(recordings),
                            morphology=style.morphology, background_uV=round(phys.bg_uV, 3),
                            alpha_hz=round(phys.alpha_hz, 3))
-    (folder / f"{subject}-summary.txt").write_text(summary_text(recordings))
+    (folder / f"{subject}-summary.txt").write_text(summary_text(recordings, montage_labels(params.montage)))
     return patient
 
 
 def _expected_sizes(truth: CorpusTruth) -> dict[str, int]:
-    header = 256 * (len(CHBMIT_23) + 1)
-    return {r.path: header + r.duration_s * SFREQ * len(CHBMIT_23) * 2 for r in truth.recordings}
+    n = len(montage_labels(truth.params.montage))
+    header = 256 * (n + 1)
+    return {r.path: header + r.duration_s * SFREQ * n * 2 for r in truth.recordings}
 
 
 def _is_complete(root: Path, truth: CorpusTruth) -> bool:
@@ -137,8 +137,8 @@ def generate_corpus(root: str | os.PathLike, *, preset: str = "realistic", n_pat
                     seizures_per_patient=None, seizure_free_recordings: int | None = None, seizure_s=None,
                     seizure_median_s=None, ictal_gain=None, morphologies=None, propagation: float | None = None,
                     ictal_emg: float | None = None, sleep=None, artifacts: float | None = None, rates=None,
-                    onset_error_s=None, offset_error_s: float | None = None, overwrite: bool = False,
-                    progress: Callable[[str], None] | None = None, **unknown) -> CorpusTruth:
+                    onset_error_s=None, offset_error_s: float | None = None, montage: str | None = None,
+                    overwrite: bool = False, progress: Callable[[str], None] | None = None, **unknown) -> CorpusTruth:
     """Write a synthetic CHB-MIT-shaped corpus to ``root`` and return its ground truth.
 
     Every knob is keyword-only; None keeps the preset's value (see
@@ -157,6 +157,10 @@ def generate_corpus(root: str | os.PathLike, *, preset: str = "realistic", n_pat
     artifacts, rates, onset_error_s, offset_error_s
         Knobs replacing the preset's values; ranges are ``(min, max)`` pairs or one number;
         ``rates`` maps event kinds to events per hour (the others keep the preset's).
+    montage : {"bipolar", "referential"}
+        What the EDF files hold: the 23 CHB-MIT bipolar channels (default), or the 21 simulated
+        electrodes each against an ideal common reference, labelled ``EEG FP1-REF`` (as TUSZ;
+        for referential models such as SZLoc's re-implementation). The signals are the same.
     overwrite : bool
         Replace an existing synthetic corpus built with other parameters. A corpus with the
         same parameters is reused as it is; a folder that is not a synthetic corpus is never
@@ -183,7 +187,7 @@ def generate_corpus(root: str | os.PathLike, *, preset: str = "realistic", n_pat
                      seizure_free_recordings=seizure_free_recordings, seizure_s=seizure_s,
                      seizure_median_s=seizure_median_s, ictal_gain=ictal_gain, morphologies=morphologies,
                      propagation=propagation, ictal_emg=ictal_emg, sleep=sleep, artifacts=artifacts, rates=rates,
-                     onset_error_s=onset_error_s, offset_error_s=offset_error_s, **unknown)
+                     onset_error_s=onset_error_s, offset_error_s=offset_error_s, montage=montage, **unknown)
     root = Path(root)
     existing = _existing(root, params, overwrite)
     if existing is not None:

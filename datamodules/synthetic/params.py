@@ -95,6 +95,9 @@ class GenerationParams:
         Range of annotated minus true onset (s); clinicians mostly mark late.
     offset_error_s : float
         Annotated offset is the true one +/- up to this (s).
+    montage : str
+        What the EDF files hold: ``bipolar`` (the 23 CHB-MIT channels) or ``referential`` (each
+        simulated electrode against an ideal common reference, ``EEG FP1-REF``).
     """
 
     preset: str = "realistic"
@@ -116,6 +119,7 @@ class GenerationParams:
     rates: tuple[tuple[str, float], ...] = ()
     onset_error_s: tuple[float, float] = (-3.0, 10.0)
     offset_error_s: float = 10.0
+    montage: str = "bipolar"
     version: int = GENERATOR_VERSION
 
     def rate(self, kind: str) -> float:
@@ -212,7 +216,7 @@ def resolve(preset: str = "realistic", **knobs) -> GenerationParams:
         morphologies=tuple([p.morphologies] if isinstance(p.morphologies, str) else p.morphologies),
         propagation=float(p.propagation), ictal_emg=float(p.ictal_emg), sleep=_pair("sleep", p.sleep),
         artifacts=float(p.artifacts), onset_error_s=_pair("onset_error_s", p.onset_error_s),
-        offset_error_s=float(p.offset_error_s), version=int(p.version),
+        offset_error_s=float(p.offset_error_s), montage=str(p.montage), version=int(p.version),
     )
     _validate(p)
     return p
@@ -228,6 +232,8 @@ def _int(name: str, value) -> int:
 
 
 def _validate(p: GenerationParams) -> None:
+    if p.montage not in ("bipolar", "referential"):
+        raise ValueError(f"montage must be 'bipolar' or 'referential', got {p.montage!r}")
     lo_rec, hi_rec = p.n_recordings
     if p.n_patients < 1 or p.n_patients > 98:
         raise ValueError(f"n_patients must be 1..98 (the chbNN names), got {p.n_patients}")

@@ -21,6 +21,18 @@ ELECTRODES: tuple[str, ...] = (
 #: Sampling rate of every simulated signal and written file (CHB-MIT's).
 SFREQ = 256
 
+#: What the EDF files hold: the 23 CHB-MIT bipolar channels (``bipolar``, the default), or each
+#: simulated electrode against an ideal common reference (``referential``), labelled as TUSZ
+#: labels them (``EEG FP1-REF``, ``EEG T3-REF``: the old 10-20 names T3/T4/T5/T6).
+MONTAGES = ("bipolar", "referential")
+_OLD_NAMES = {"T7": "T3", "T8": "T4", "P7": "T5", "P8": "T6"}
+REFERENTIAL_LABELS: tuple[str, ...] = tuple(f"EEG {_OLD_NAMES.get(e, e)}-REF" for e in ELECTRODES)
+
+
+def montage_labels(montage: str) -> tuple[str, ...]:
+    """EDF channel labels of a corpus written in ``montage`` (see :data:`MONTAGES`)."""
+    return CHBMIT_23 if montage == "bipolar" else REFERENTIAL_LABELS
+
 
 def rng_for(seed: int, *keys: int) -> np.random.Generator:
     """An independent random stream per ``(seed, patient, recording, ...)``.
