@@ -167,6 +167,11 @@ def prepare_data(cfg: DictConfig) -> list[str]:
     for p in report.empty:  # nothing of theirs survived the cache (unreadable, flat, ...): no fold, no data
         print(f"warning: patient {p} has no usable recording in the cache; left out of the study", flush=True)
     patients = [p for p in patients if p not in report.empty]
+    if not patients:
+        from datamodules.recording import DatasetError
+
+        raise DatasetError(f"no patient of {root} has a recording that can give the montage "
+                           f"{cfg.data.montage!r} (the warnings above say why for each file)")
     folds = list(cfg.folds) if cfg.folds else patients
     unknown = [f for f in folds if f not in patients]
     if unknown:

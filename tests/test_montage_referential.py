@@ -131,3 +131,21 @@ def test_chbmit_21_and_23_montages_by_name():
     for m in (m21, m23):
         d = derive(CHBMIT_23, m)  # a standard CHB-MIT file gives each of them
         assert d.matrix.shape == (len(m), len(CHBMIT_23))
+
+
+def test_a_study_no_patient_can_montage_stops_with_one_sentence(tiny_corpus, tmp_path):
+    """A bipolar-only dataset asked for electrode channels: exit 2 naming the dataset and montage,
+    not an empty study that exits 0."""
+    import os
+    import subprocess
+    import sys
+
+    root, _ = tiny_corpus
+    r = subprocess.run([sys.executable, "-m", "experiments", "run", "smoke", f"data_root={root}",
+                        "data.montage=referential_19", f"runs_dir={tmp_path / 'runs'}",
+                        f"cache_dir={tmp_path / 'cache'}", "wandb=null"],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "WANDB_MODE": "disabled"})
+    assert r.returncode == 2, r.stdout[-1000:] + r.stderr[-1000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert "no patient of" in last and "referential_19" in last and str(root) in last
+    assert not list((tmp_path / "runs").rglob("summary.json"))
