@@ -773,19 +773,18 @@ class LightSeizureNet(nn.Module):
         """Window logits from the feature map (B, F, C, T') (see "Pooling" in the class notes)."""
         if self._plain_pool:
             return self.classifier(f.mean(dim=(2, 3)))
-        per_channel, _ = self._channel_logits(f)
+        per_channel = self._channel_logits(f)
         pooled = self.pool_channels(per_channel, f)
         if self.n_outputs == 1:
             return pooled[:, None]
         return torch.stack([torch.zeros_like(pooled), pooled], 1)
 
-    def _channel_logits(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C) seizure logit of each channel alone (its time-averaged CAM) and the (B,)
-        context term every channel shares (0 without ``channel_context``)."""
+    def _channel_logits(self, f: torch.Tensor) -> torch.Tensor:
+        """(B, C) seizure logit of each channel alone: its time-averaged CAM, the context term
+        every channel shares included (0 without ``channel_context``)."""
         w, b = self.seizure_direction()
         g = f.mean(3)  # (B, F, C)
-        own = torch.einsum("bfc,f->bc", g, w) + b
-        return own + (ctx := self._context(g))[:, None], ctx
+        return torch.einsum("bfc,f->bc", g, w) + b + self._context(g)[:, None]
 
     def _context(self, g: torch.Tensor) -> torch.Tensor:
         """(B,) cross-channel context: the context rows applied to the channel-mean features."""

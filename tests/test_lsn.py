@@ -388,3 +388,58 @@ def test_frequency_track_follows_the_simulated_ictal_rhythm(tiny_corpus):
     errors = np.asarray(errors)
     assert n_seizures >= 5 and errors.size >= 100
     assert np.median(errors) < 0.1 and np.mean(errors < 0.25) > 0.8, (np.median(errors), np.mean(errors < 0.25))
+
+
+@pytest.mark.parametrize("pooling,context", [("mean", True), ("max", False), ("lse", False), ("attention", False),
+                                             ("attention", True)])
+def test_channel_pooling_keeps_the_cam_exact_per_channel(pooling, context):
+    """Every pooling variant: a channel's time-averaged CAM is its own seizure logit, and the
+    window's seizure logit is the pool of those (max, log mean exp, attention-weighted sum)."""
+    from lightning_modules.lsn import POOLINGS
+
+    assert pooling in POOLINGS
+    torch.manual_seed(0)
+    m = LightSeizureNet(18, pooling=pooling, channel_context=context).eval()
+    with torch.no_grad():
+        m.classifier.bias.normal_()  # the context and attention rows matter
+    x = torch.randn(3, 18, 512) * 40
+    x[0, 4] += 150 * torch.sin(2 * math.pi * 6.0 * torch.arange(512) / 256.0)
+    with torch.no_grad():
+        out = m.ecam(x)
+        z = out.cam_features.mean(2)  # (B, C): each channel's own logit
+        seizure_logit = out.logits[:, 1] - out.logits[:, 0]
+        f = m.features(x)
+        weights = m.channel_weights(z, f)
+    expected = {"mean": z.mean(1), "max": z.amax(1), "lse": torch.logsumexp(z, 1) - math.log(18),
+                "attention": (weights * z).sum(1)}[pooling]
+    torch.testing.assert_close(seizure_logit, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(weights.sum(1), torch.ones(3))
+    torch.testing.assert_close(m(x), out.logits)
+    # rebuilt from init_kwargs: the same network
+    clone = LightSeizureNet(**m.init_kwargs).eval()
+    clone.load_state_dict(m.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(clone(x), m(x))
+    # trains: every parameter gets a gradient
+    m.train()
+    m(x).sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        LightSeizureNet(18, pooling="median")
+
+
+def test_attention_pooled_network_compacts_and_keeps_its_outputs():
+    from callbacks.pruning import KernelPruning, compact
+
+    torch.manual_seed(1)
+    m = LightSeizureNet(18, pooling="attention").eval()
+    cb = KernelPruning(target_sparsity=0.5, amount=0.5, scope="filter")
+    cb.attach(m)
+    cb.prune_round()
+    x = torch.randn(2, 18, 512) * 40
+    with torch.no_grad():
+        before = m(x)
+    compact(m)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), before, atol=1e-4, rtol=1e-4)
+    assert m.classifier.out_features == 3  # two class rows and the attention row, narrower inputs
