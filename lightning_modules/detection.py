@@ -244,9 +244,10 @@ class SeizureDetectionModule(pl.LightningModule):
             probability of the window each sample belongs to, pooled the same way;
             ``freq_hz`` is :func:`~lightning_modules.lsn.dominant_frequency` of the whole
             segment weighted by the positive ECAM (a Welch spectrum whose 1 s segments count
-            as much as they are activated; NaN for a channel never activated);
-            ``freq_track_hz`` is :func:`~lightning_modules.lsn.frequency_track`, one value per
-            second where the channel is activated.
+            as much as they are activated; NaN for a channel whose mean positive ECAM is under
+            a tenth of the segment's most activated channel's); ``freq_track_hz`` is
+            :func:`~lightning_modules.lsn.frequency_track`, one value per second where the
+            channel's ECAM exceeds a tenth of the segment's maximum.
         """
         if not self.has_cam:
             return None
@@ -296,8 +297,15 @@ class SeizureDetectionModule(pl.LightningModule):
         probability = torch.stack([prob[a:b].mean() for a, b in zip(edges[:-1], edges[1:])])
         times_s = np.array([(a + b) / 2 / sfreq for a, b in zip(edges[:-1], edges[1:])])
         band = getattr(self.model, "freq_band", (1.0, 30.0))
-        freq = dominant_frequency(x, cam.clamp(min=0), float(sfreq), *band)
-        track, track_t = (frequency_track(x, cam.clamp(min=0), float(sfreq), fmin=band[0], fmax=band[1])
+        # "activated" is relative to the segment: a channel (or second) whose positive ECAM stays
+        # under a tenth of the segment's strongest gets no frequency, rather than the 1/f edge of
+        # its background spectrum
+        positive = cam.clamp(min=0)
+        floor = 0.1 * float(positive.max())
+        freq = dominant_frequency(x, positive, float(sfreq), *band)
+        mass = positive.mean(1)
+        freq = torch.where(mass >= 0.1 * mass.max().clamp(min=1e-12), freq, torch.full_like(freq, float("nan")))
+        track, track_t = (frequency_track(x, positive, float(sfreq), fmin=band[0], fmax=band[1], min_weight=floor)
                           if n_total >= 2 * sfreq else (None, None))
         return ActivationMaps(activity=activity.cpu().numpy().astype(np.float32), times_s=times_s,
                               channels=channels, freq_hz=freq.cpu().numpy().astype(np.float32),

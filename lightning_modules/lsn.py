@@ -959,13 +959,14 @@ def dominant_frequency(x: torch.Tensor, weight: torch.Tensor, sfreq: float, fmin
 
 
 def frequency_track(x: torch.Tensor, weight: torch.Tensor, sfreq: float, step_s: float = 1.0,
-                    window_s: float = 2.0, fmin: float = 1.0, fmax: float = 30.0, min_reference: int = 3
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+                    window_s: float = 2.0, fmin: float = 1.0, fmax: float = 30.0, min_reference: int = 3,
+                    min_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Dominant frequency along time, where a channel is activated, against its own background.
 
     How the ictal rhythm develops (the paper's sequence of ECAMs shows it: fast at onset,
     slowing as the seizure evolves) is lost in one frequency per seizure, so each ``window_s``
-    window every ``step_s`` gets its own. Each activated window (``weight`` > 0 somewhere in it)
+    window every ``step_s`` gets its own. Each activated window (``weight`` above ``min_weight``
+    somewhere in it)
     gets the peak of its power spectrum divided by the channel's mean spectrum over its windows
     that are not activated (the ictal-to-pre-ictal power ratio, when the model is right), so the
     1/f background and a channel's own alpha or muscle do not win; a channel with fewer than
@@ -996,7 +997,7 @@ def frequency_track(x: torch.Tensor, weight: torch.Tensor, sfreq: float, step_s:
     if x.shape[-1] < n:
         raise ValueError(f"frequency_track needs at least {window_s:g} s ({n} samples), got {x.shape[-1]}")
     power, n_fft = _spectra(x.detach().to(torch.float32), n, hop)  # (C, S, F)
-    active = weight.detach().clamp(min=0).unfold(-1, n, hop).amax(-1) > 0  # (C, S)
+    active = weight.detach().clamp(min=0).unfold(-1, n, hop).amax(-1) > max(float(min_weight), 0.0)  # (C, S)
     rest = (~active).to(power.dtype)
     n_rest = rest.sum(-1)  # (C,)
     ref = (power * rest.unsqueeze(-1)).sum(-2) / n_rest.clamp(min=1).unsqueeze(-1)  # (C, F)

@@ -443,3 +443,18 @@ def test_attention_pooled_network_compacts_and_keeps_its_outputs():
     with torch.no_grad():
         torch.testing.assert_close(m(x), before, atol=1e-4, rtol=1e-4)
     assert m.classifier.out_features == 3  # two class rows and the attention row, narrower inputs
+
+
+def test_frequency_track_leaves_weakly_activated_seconds_out():
+    from lightning_modules.lsn import frequency_track
+
+    t = torch.arange(20 * 256) / 256.0
+    x = (40 * torch.sin(2 * math.pi * 6.0 * t) * (t >= 10) + 5 * torch.randn_like(t))[None]  # a rhythm from 10 s
+    w = torch.zeros_like(x)
+    w[0, 10 * 256:] = 1.0
+    w[0, 2 * 256] = 0.05  # a stray sample of faint activation
+    f, times = frequency_track(x, w, 256.0)
+    assert torch.isfinite(f[0, times.numpy() < 4]).any()  # any positive weight counts by default
+    f, times = frequency_track(x, w, 256.0, min_weight=0.1)
+    assert torch.isnan(f[0, times.numpy() < 9]).all() and torch.isfinite(f[0, times.numpy() > 11]).all()
+    assert float(f[0, -1]) == pytest.approx(6.0, abs=0.3)
