@@ -29,7 +29,7 @@ class ActivationMaps:
         model did not activate; None if not computed.
     freq_track_hz : np.ndarray or None, shape (n_chans, n_freq_steps)
         The same along time (:func:`lightning_modules.lsn.frequency_track`: one value per
-        second, against the channel's non-activated background), NaN where not activated.
+        second, the spectral peak of each activated 2 s window), NaN where not activated.
     freq_times_s : np.ndarray or None, shape (n_freq_steps,)
         Times of ``freq_track_hz`` (s from the segment start).
     attention : np.ndarray or None, shape (n_steps,)
