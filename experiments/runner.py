@@ -89,7 +89,6 @@ class _Signals:
             return  # SIGTERM: Lightning's own handler stops the loop at the next batch
         raise Interrupted(signum)
 
-
     @contextmanager
     def deferred(self):
         """Run a block that must not be cut in half (library code that swallows or rewraps
