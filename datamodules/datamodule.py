@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -147,8 +148,9 @@ class LOSODataModule(pl.LightningDataModule):
     ----------
     data_root : str
         Dataset folder (any layout :func:`datamodules.sources.discover` knows).
-    test_patient : str
-        Held-out patient (the fold). ``chb21`` is the same patient as ``chb01``.
+    test_patient : str or None
+        Held-out patient (the fold). ``chb21`` is the same patient as ``chb01``. None with
+        ``test_recording`` (the recording's patient).
     cache_dir : str
         Root of the HDF5 cache (a config-hashed subfolder is used inside).
     val_patients : int or list of str
@@ -162,30 +164,42 @@ class LOSODataModule(pl.LightningDataModule):
         fraction of its length (or of the seizure, if shorter).
     background_ratio : float
         Background windows drawn per seizure window each training epoch.
-<<<<<<< HEAD
     val_background_windows : int or None
         The per-epoch validation loader (early stopping, best checkpoint) scores every seizure
         window of the validation patients and this many of their background windows, a fixed
         random sample (None: all of them). Hours of background cost minutes per epoch and add
         nothing to an AUROC estimate beyond a few thousand windows. Threshold tuning and every
         score always use all windows (:meth:`predict_dataloader`).
-=======
+    holdout : {"patient", "recording"}
+        ``patient``: leave one patient out (patient-independent). ``recording``: the fold is one
+        seizure-bearing recording, ``test_recording``; the network trains on the same patient's
+        other recordings only (patient-specific) and validates on ``val_patients`` other
+        patients, so neither early stopping nor the threshold sees the held-out recording.
+    test_recording : str or None
+        The held-out recording id with ``holdout="recording"``.
     montage : str or list of str
         Target channels, selected by name from every recording: a montage name of
         :data:`eeg.montage.MONTAGES` (``double_banana``, ``referential_19``) or a list of bipolar
         pairs (``FP1-F7``) and/or electrodes (``FP1``, read from referential channels).
->>>>>>> szloc
     """
 
-    def __init__(self, data_root: str, test_patient: str, cache_dir: str = "cache",
+    def __init__(self, data_root: str, test_patient: str | None, cache_dir: str = "cache",
                  val_patients: int | list[str] = 2, window_s: float = 2.0, train_hop_s: float = 2.0,
                  seizure_hop_s: float = 0.5, min_overlap: float = 0.5, background_ratio: float = 3.0,
                  max_seizure_windows: int | None = None, val_background_windows: int | None = 4000,
                  batch_size: int = 256, num_workers: int = 0,
                  seed: int = 0, preprocessing: PreprocessingConfig | dict | None = None,
                  montage: str | tuple[str, ...] = DOUBLE_BANANA, recordings: list[Recording] | None = None,
-                 progress: bool = True):
+                 progress: bool = True, holdout: Literal["patient", "recording"] = "patient",
+                 test_recording: str | None = None):
         super().__init__()
+        if holdout not in ("patient", "recording"):
+            raise ValueError(f"holdout must be 'patient' or 'recording', got {holdout!r}")
+        if (holdout == "recording") != (test_recording is not None):
+            raise ValueError("holdout='recording' needs test_recording (the held-out recording id), "
+                             "and test_recording needs holdout='recording'")
+        if test_patient is None and test_recording is None:
+            raise ValueError("test_patient (or, with holdout='recording', test_recording) is required")
         _check_positive(window_s=window_s, train_hop_s=train_hop_s, seizure_hop_s=seizure_hop_s,
                         batch_size=batch_size)
         if not 0.0 < float(min_overlap) <= 1.0:
@@ -207,6 +221,8 @@ class LOSODataModule(pl.LightningDataModule):
             raise ValueError(f"montage: {e}") from None
         self.data_root = str(data_root)
         self.test_patient = test_patient
+        self.holdout = holdout
+        self.test_recording = test_recording
         self.cache_dir = str(cache_dir)
         self.val_patients = val_patients
         self.window_s = float(window_s)
@@ -271,6 +287,13 @@ class LOSODataModule(pl.LightningDataModule):
         if self.split is not None:
             return
         recs = self.recordings()
+        if self.test_recording is not None:
+            owner = next((r.patient for r in recs if r.recording_id == self.test_recording), None)
+            if owner is None:
+                raise DatasetError(f"recording {self.test_recording!r} is not in {self.data_root}")
+            if self.test_patient not in (None, owner):
+                raise DatasetError(f"recording {self.test_recording} belongs to {owner}, not {self.test_patient}")
+            self.test_patient = owner
         report = build_cache(recs, self.cache_dir, self.data_root, self.preprocessing, self.montage,
                              progress=self.progress)
         if self.test_patient in report.empty:
@@ -281,15 +304,29 @@ class LOSODataModule(pl.LightningDataModule):
         patients = sorted({r.patient for r in recs} - set(report.empty))
         for p in report.empty:
             log.warning("patient %s has no usable recording; excluded from this study", p)
-        self.split = loso_split(patients, self.test_patient, self.val_patients, seed=self.seed)
+        self.split = loso_split(patients, self.test_patient, self.val_patients, seed=self.seed,
+                                test_recording=self.test_recording)
         self._cache_files = dict(report.files)
         for patient, path in report.files.items():
             self.cached[patient] = list_recordings(path)
         for name, patients in (("train", self.split.train), ("val", self.split.val), ("test", self.split.test)):
-            rs = [r for p in patients for r in self.cached.get(p, [])]
+            rs = [r for p in patients for r in self.cached.get(p, []) if self._in_split(name, r.recording_id)]
+            if name == "test" and self.test_recording is not None and not rs:
+                why = dict(report.skipped).get(self.test_recording, "not in the cache")
+                raise DatasetError(f"held-out recording {self.test_recording} is not usable ({why})")
+            if name == "train" and self.test_recording is not None and not any(r.seizures for r in rs):
+                raise DatasetError(f"patient {self.test_patient} has no seizure-bearing recording besides "
+                                   f"{self.test_recording} to train on")
             if not rs:
                 raise DatasetError(f"the {name} split ({', '.join(patients)}) has no usable recordings")
             self._index_split(name, patients, rs)
+
+    def _in_split(self, name: str, recording_id: str) -> bool:
+        """Whether a recording of the split's patients belongs to it (with a held-out recording,
+        the patient's training and test splits share the patient and part its recordings)."""
+        if self.test_recording is None or name == "val":
+            return True
+        return (recording_id == self.test_recording) == (name == "test")
 
     def _index_split(self, name: str, patients, recordings: list[CachedRecording]) -> None:
         """Cut one split's cached recordings into what its loader serves (here: windows)."""
@@ -361,7 +398,8 @@ class LOSODataModule(pl.LightningDataModule):
                 with h5py.File(path, "r") as f:
                     reasons.update({str(a): str(b) for a, b in json.loads(f.attrs.get("skipped", "[]"))})
         return [(r, reasons.get(r.recording_id, "not in the cache"))
-                for r in self.recordings() if r.patient in patients and r.annotated and r.recording_id not in cached]
+                for r in self.recordings() if r.patient in patients and r.annotated and r.recording_id not in cached
+                and self._in_split(split, r.recording_id)]
 
     def seizure_events(self, split: str) -> list[SeizureEvent]:
         return [SeizureEvent(r.patient, r.recording_id, float(on), float(off), r.soz)

@@ -28,8 +28,15 @@ def _registry(cfg) -> dict:
     return plain(cfg.models) or {}
 
 
+def holds_out_recordings(cfg: DictConfig) -> bool:
+    """A patient-specific study: each fold is one recording (``data.holdout=recording``)."""
+    return (cfg.get("data") or {}).get("holdout", "patient") == "recording"
+
+
 def build_datamodule(cfg: DictConfig, fold: str, *, data_root: str | None = None, recordings=None):
-    return build("data", plain(cfg.data), data_root=str(data_root or cfg.data_root), test_patient=fold,
+    held_out = ({"test_patient": None, "test_recording": fold} if holds_out_recordings(cfg)
+                else {"test_patient": fold})
+    return build("data", plain(cfg.data), data_root=str(data_root or cfg.data_root), **held_out,
                  cache_dir=str(cfg.cache_dir), seed=int(cfg.seed), recordings=recordings,
                  progress=bool(cfg.trainer.get("enable_progress_bar", True)), only_accepted=True)
 

@@ -21,6 +21,8 @@ FA_POINTS = (1.0, 5.0)
 
 
 def _fmt(v, digits=2):
+    if isinstance(v, (list, tuple)):  # one value per fold of the patient (a patient-specific study)
+        return ", ".join(_fmt(x, digits) for x in v)
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .corpus import dataset_folder, ensure_synthetic, uses_synthetic
 from .events import write_events_tsv
-from .factory import plain
+from .factory import holds_out_recordings, plain
 from .predictions import collect_predictions, write_predictions
 from .run_folder import ERROR_FILE, METRICS_FILE, RunFolder, new_run_id, quarantine, write_json_atomic
 
@@ -166,11 +166,26 @@ def prepare_data(cfg: DictConfig) -> list[str]:
     for p in report.empty:  # nothing of theirs survived the cache (unreadable, flat, ...): no fold, no data
         print(f"warning: patient {p} has no usable recording in the cache; left out of the study", flush=True)
     patients = [p for p in patients if p not in report.empty]
-    if not patients:
-        from datamodules.recording import DatasetError
+    from datamodules.recording import DatasetError
 
+    if not patients:
         raise DatasetError(f"no patient of {root} has a recording that can give the montage "
                            f"{cfg.data.montage!r} (the warnings above say why for each file)")
+    if holds_out_recordings(cfg):  # patient-specific: one fold per held-out recording
+        from datamodules.splits import recording_folds
+
+        skipped = {rid for rid, _ in report.skipped}
+        usable = recording_folds(recordings, {r.recording_id for r in recordings} - skipped)
+        if not usable:
+            raise DatasetError(f"no patient of {root} has two usable seizure-bearing recordings: a "
+                               f"patient-specific fold needs one to hold out and one to train on")
+        folds = list(cfg.folds) if cfg.folds else usable
+        unknown = [f for f in folds if f not in usable]
+        if unknown:
+            raise ConfigError(f"fold(s) {', '.join(unknown)} are not held-out recordings of {root}: each fold "
+                              f"is a seizure-bearing recording whose patient has another one "
+                              f"(usable: {', '.join(usable)})")
+        return folds
     folds = list(cfg.folds) if cfg.folds else patients
     unknown = [f for f in folds if f not in patients]
     if unknown:
@@ -464,7 +479,7 @@ def _evaluate(cfg: DictConfig, fold: str, fold_dir: Path, dm, module, trainer, r
                                     [b for b in settings.baselines if b not in DETECTION_BASELINES])
     threshold = methods[name]["threshold"]
     metrics = {
-        "fold": fold, "patient": fold, "status": "ok", "model_name": name, "channels": list(dm.channels),
+        "fold": fold, "patient": dm.test_patient, "status": "ok", "model_name": name, "channels": list(dm.channels),
         "window": test_metrics,
         "recordings": methods[name]["recordings"], "threshold": threshold,
         "methods": methods, "localization_seizures": localization,

@@ -30,14 +30,23 @@ def _f1(tp, fp, ref) -> float:
 
 
 def method_summary(folds: list[dict], name: str, fa_points=(1.0, 5.0), n_boot: int = 2000, seed: int = 0) -> dict:
-    """One method over the folds that report it (one held-out patient per fold)."""
+    """One method over the folds that report it: one held-out patient per fold, or (a
+    patient-specific study) one held-out recording per fold, several per patient. The patient is
+    the unit either way: counts and threshold-free curves are summed over a patient's folds, window
+    AUROCs averaged, and intervals drawn over patients."""
     results = [(f["patient"], f["methods"][name]) for f in folds if name in f.get("methods", {})]
     scores = [s for _, r in results for s in _scores(r["recordings"])]
     patients = per_patient(scores)
+    by_patient: dict[str, list[dict]] = {}
     for p, r in results:
-        patients[p]["window_auroc"] = r.get("window_auroc", math.nan)
-        patients[p]["threshold"] = r.get("threshold")
-        patients[p]["sens_at_fa"] = {str(x): sensitivity_at(r["curve"], x) for x in fa_points}
+        by_patient.setdefault(p, []).append(r)
+    for p, rs in by_patient.items():
+        aurocs = [r.get("window_auroc", math.nan) for r in rs]
+        patients[p]["window_auroc"] = float(np.nanmean(aurocs)) if np.isfinite(aurocs).any() else math.nan
+        thresholds = [r.get("threshold") for r in rs]
+        patients[p]["threshold"] = thresholds[0] if len(rs) == 1 else thresholds
+        own = add_curves([r["curve"] for r in rs])
+        patients[p]["sens_at_fa"] = {str(x): sensitivity_at(own, x) if own else math.nan for x in fa_points}
     agg = aggregate(patients, scores) if scores else {}
     for level in ("event", "sample"):
         if not agg:
@@ -66,7 +75,8 @@ def method_summary(folds: list[dict], name: str, fa_points=(1.0, 5.0), n_boot: i
     auroc = bootstrap_mean([patients[p]["window_auroc"] for p in patients], n_boot=n_boot, seed=seed)
     return {"kind": results[0][1].get("kind", "model") if results else None, "per_patient": patients,
             "aggregate": agg, "window_auroc": auroc.as_dict(), "sens_at_fa": sens_at, "duration": durations,
-            "curve": _curve_rates(curve), "chance": chance_summary([r for _, r in results], seed=seed)}
+            "curve": _curve_rates(curve), "chance": chance_summary([r for _, r in results], seed=seed,
+                                                                     patients=[p for p, _ in results])}
 
 
 def _curve_rates(curve: dict) -> dict:
@@ -79,10 +89,25 @@ def _curve_rates(curve: dict) -> dict:
             "ref": ref, "hours": hours}
 
 
-def chance_summary(results: list[dict], seed: int = 0) -> dict:
+def chance_summary(results: list[dict], seed: int = 0, patients: list[str] | None = None) -> dict:
     """The method's detections placed at random, per permutation: mean over patients of event
-    sensitivity, precision and F1 (as for the method), its mean and 2.5-97.5 % range."""
-    chances = [r["chance"] for r in results if r.get("chance")]
+    sensitivity, precision and F1 (as for the method), its mean and 2.5-97.5 % range. ``patients``
+    (one per result) sums the counts of a patient's folds first."""
+    owners = patients if patients is not None else list(range(len(results)))
+    grouped: dict = {}
+    for owner, r in zip(owners, results):
+        c = r.get("chance")
+        if not c:
+            continue
+        if owner not in grouped:
+            grouped[owner] = {"tp": list(c["tp"]), "fp": list(c["fp"]), "ref": c["ref"]}
+        else:
+            g = grouped[owner]
+            k = min(len(g["tp"]), len(c["tp"]))
+            g["tp"] = [a + b for a, b in zip(g["tp"][:k], c["tp"][:k])]
+            g["fp"] = [a + b for a, b in zip(g["fp"][:k], c["fp"][:k])]
+            g["ref"] += c["ref"]
+    chances = list(grouped.values())
     if not chances:
         return {}
     n = min(len(c["tp"]) for c in chances)
