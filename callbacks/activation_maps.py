@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +117,8 @@ class ActivationMapLogger(pl.Callback):
         self.post_s = float(post_s)
         self.out_dir = None if out_dir is None else Path(out_dir)
         self.localizations: list[EventLocalization] = []
+        #: Seconds spent rendering panels so far.
+        self.seconds = 0.0
         self._panel_dir: Path | None = None
 
     # ------------------------------------------------------------------ hooks
@@ -139,7 +142,16 @@ class ActivationMapLogger(pl.Callback):
     # ------------------------------------------------------------------ work
     def log_split(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                   split: str) -> list[EventLocalization]:
-        """Render, save and log the panels of ``split``; returns this call's records."""
+        """Render, save and log the panels of ``split``; returns this call's records. The time
+        it took adds to :attr:`seconds` (a study reports where its time went)."""
+        t0 = time.perf_counter()
+        try:
+            return self._log_split(trainer, pl_module, split)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def _log_split(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                   split: str) -> list[EventLocalization]:
         if not trainer.is_global_zero:
             return []
         dm = getattr(trainer, "datamodule", None)

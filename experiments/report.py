@@ -103,9 +103,13 @@ def _timing(metrics: list[dict], wall_seconds: float | None, data_seconds: float
     thresholds, scoring, baselines, localization, panels), summed over the folds."""
     fit = sum(float(m.get("fit_seconds") or 0.0) for m in metrics)
     total = sum(float(m.get("total_seconds") or 0.0) for m in metrics)
+    parts: dict[str, float] = {}
+    for m in metrics:  # per-fold breakdown (fit, predict, scoring, baselines, localization, saving, panels)
+        for k, v in (m.get("timing") or {}).items():
+            parts[k] = round(parts.get(k, 0.0) + float(v), 1)
     return {"data_s": None if data_seconds is None else round(data_seconds, 1), "training_s": round(fit, 1),
             "evaluation_s": round(max(total - fit, 0.0), 1),
-            "wall_s": None if wall_seconds is None else round(wall_seconds, 1)}
+            "wall_s": None if wall_seconds is None else round(wall_seconds, 1), "folds": parts}
 
 
 # -- markdown ------------------------------------------------------------------------------------
@@ -123,8 +127,18 @@ def summary_markdown(s: dict) -> str:
                  if t.get(k + "_s") is not None]
         detail = f" ({', '.join(parts)}; folds of earlier attempts count too)." if parts else "."
         lines.append(f"Wall time: {s['wall_seconds'] / 60:.1f} min{detail}")
+        f = t.get("folds") or {}
+        if f:
+            names = {"fit_s": "fit", "predict_s": "prediction", "scoring_s": "thresholds and scoring",
+                     "baselines_s": "baselines", "localization_s": "localization", "saving_s": "saving",
+                     "panels_s": "panels (drawn inside fit and prediction)"}
+            lines.append("Summed over folds: " + ", ".join(f"{label} {f[k]:.0f} s" for k, label in names.items()
+                                                          if k in f) + ".")
     if head:
-        lines.append(f"{len(s['folds_ok'])} held-out patients, {head.get('hours', 0):.2f} h of EEG, "
+        n_patients = len(methods.get(model, {}).get("per_patient", {})) or len(s["folds_ok"])
+        held_out = (f"{n_patients} held-out patients" if n_patients == len(s["folds_ok"])
+                    else f"{len(s['folds_ok'])} held-out recordings of {n_patients} patients")
+        lines.append(f"{held_out}, {head.get('hours', 0):.2f} h of EEG, "
                      f"{int(head.get('ref', 0))} scored seizure events (SzCORE merges events under 90 s apart).")
     lines.append("")
     if methods:

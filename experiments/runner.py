@@ -13,6 +13,7 @@ training log; a fold that fails is recorded and the others go on.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import signal
 import sys
@@ -220,7 +221,9 @@ def run_experiment(cfg: DictConfig, force_new: bool = False) -> int:
                     r = run_fold(cfg, fold, folder.path)
                     print(f"[{i}/{len(folds)}] {fold}: {'done' if r.ok else 'FAILED: ' + str(r.error)}", flush=True)
                     results.append(r)
-                summary = aggregate_run(folder.path, cfg, wall_seconds=time.time() - t0, data_seconds=data_s)
+                t_report = time.time()
+                summary = aggregate_run(folder.path, cfg, wall_seconds=t_report - t0, data_seconds=data_s)
+                record_report_time(folder.path, time.time() - t_report, time.time() - t0)
         except Interrupted as e:
             print(f"interrupted by {e}: rerun with run_id={cfg.run_id} to resume "
                   f"(finished folds are kept, the fold in progress resumes from its last checkpoint)",
@@ -228,6 +231,16 @@ def run_experiment(cfg: DictConfig, force_new: bool = False) -> int:
             return e.exit_code
     print(summary["text"], flush=True)
     return 0 if all(r.ok for r in results) else 1
+
+
+def record_report_time(run_dir: Path, report_s: float, wall_s: float) -> None:
+    """Add the summary's own cost (tables, plots, report.html, W&B) to summary.json's timing, and
+    the wall time with it: known only once the summary is written."""
+    path = Path(run_dir) / "summary.json"
+    summary = json.loads(path.read_text())
+    summary["timing"] = {**(summary.get("timing") or {}), "report_s": round(report_s, 1), "wall_s": round(wall_s, 1)}
+    summary["wall_seconds"] = round(wall_s, 1)
+    write_json_atomic(path, summary)
 
 
 def seed_run_id(run_id: str, seed: int) -> str:
@@ -449,6 +462,7 @@ def _evaluate(cfg: DictConfig, fold: str, fold_dir: Path, dm, module, trainer, r
     name = str(cfg.model._target_)
     common = dict(n_perm=int(settings.chance_permutations), seed=int(cfg.seed), min_overlap=float(dm.min_overlap))
     test_metrics: dict = {}
+    clock = _Clock()
     if module is not None:
         test_metrics = {k: float(v) for k, v in
                         trainer_call(trainer, trainer.test, module, datamodule=dm, verbose=False)[0].items()}
@@ -461,9 +475,11 @@ def _evaluate(cfg: DictConfig, fold: str, fold_dir: Path, dm, module, trainer, r
     else:
         val_windows, test_windows = bl.scorer_windows(rule, val_recs), bl.scorer_windows(rule, test_recs)
         window_s = rule.window_s
+    clock.lap("predict_s")
     methods = {name: {"kind": "model" if module is not None else "baseline",
                       **evaluate_method(val_recs, val_windows, scored_recs, test_windows, window_s, post, params,
                                         **common)}}
+    clock.lap("scoring_s")
     if module is None:
         test_metrics = {"test/auroc": methods[name]["window_auroc"]}
     for b in settings.baselines:
@@ -475,8 +491,10 @@ def _evaluate(cfg: DictConfig, fold: str, fold_dir: Path, dm, module, trainer, r
     for m, result in methods.items():
         where = fold_dir if m == name else fold_dir / "baselines" / m
         _write_hypotheses(where, scored_recs, result["events"])
+    clock.lap("baselines_s")
     localization = bl.localize_fold(dm, name, module, methods[name]["seizures"], settings.onset_window_s,
                                     [b for b in settings.baselines if b not in DETECTION_BASELINES])
+    clock.lap("localization_s")
     threshold = methods[name]["threshold"]
     metrics = {
         "fold": fold, "patient": dm.test_patient, "status": "ok", "model_name": name, "channels": list(dm.channels),
@@ -504,10 +522,29 @@ def _evaluate(cfg: DictConfig, fold: str, fold_dir: Path, dm, module, trainer, r
             metrics["localization"] = loc
     else:
         metrics["model"] = {"name": name, "params": 0, "macs_per_input": 0}
+    clock.lap("saving_s")
+    panels_s = sum(getattr(cb, "seconds", 0.0) for cb in info.get("callbacks", []) if type(cb).__name__ ==
+                   "ActivationMapLogger")
+    # the panels of held-out seizures are drawn during trainer.test (inside "predict"), the
+    # validation ones during training; both are reported apart
+    metrics["timing"] = {"fit_s": float(info.get("fit_seconds", 0.0)), **clock.laps, "panels_s": round(panels_s, 1)}
     metrics["total_seconds"] = round(time.time() - t0, 1)
     for lg in info.get("loggers", []):
         _finish_logger(lg, metrics)
     return metrics
+
+
+class _Clock:
+    """Seconds between successive :meth:`lap` calls, by name."""
+
+    def __init__(self):
+        self.laps: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(self.laps.get(name, 0.0) + now - self._t, 1)
+        self._t = now
 
 
 def _write_hypotheses(where: Path, recordings, events: dict) -> None:

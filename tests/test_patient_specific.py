@@ -125,6 +125,13 @@ def test_patient_specific_study_runs_one_fold_per_held_out_recording(tmp_path):
     run = tmp_path / "runs/chb_patient_specific/ps"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["folds_ok"] == ["chb01_01", "chb01_02"]
+    # where the time went: every stage of every fold, the summary's own cost, all inside the wall time
+    timing = summary["timing"]
+    assert set(timing["folds"]) == {"fit_s", "predict_s", "scoring_s", "baselines_s", "localization_s",
+                                    "saving_s", "panels_s"}
+    assert timing["report_s"] > 0 and timing["wall_s"] >= timing["data_s"] + sum(
+        v for k, v in timing["folds"].items() if k != "panels_s") - 1
+    assert "2 held-out recordings of 1 patients" in (run / "summary.md").read_text()
     for rid in ("chb01_01", "chb01_02"):
         m = json.loads((run / "folds" / rid / "metrics.json").read_text())
         assert m["patient"] == "chb01" and [r["recording_id"] for r in m["recordings"]] == [rid]
