@@ -49,6 +49,9 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
     p.add_argument("--sections", type=_sections, default=d.sections,
                    help=f"comma-separated subset of {','.join(SECTIONS)}")
     p.add_argument("--no-braindecode", action="store_true", help="measure ours only (ratios are null)")
+    p.add_argument("--main-job", default=d.main_job, help="study of the main_job section (default %(default)s)")
+    p.add_argument("--main-job-args", nargs="*", default=list(d.main_job_args),
+                   help="its key=value overrides, as make experiment's ARGS")
     a = p.parse_args(argv)
     return BenchConfig(work=a.work, out=a.out, hours=a.hours, recording_minutes=a.recording_minutes,
                        seed=a.seed, repeats=a.repeats, scale_factors=a.scale_factors,
@@ -56,7 +59,8 @@ def parse_args(argv: list[str] | None = None) -> BenchConfig:
                        batch_size=a.batch_size, loader_workers=a.loader_workers,
                        loader_seconds=a.loader_seconds, inference_seconds=a.inference_seconds,
                        szloc_batch=a.szloc_batch, train_steps=a.train_steps, torch_threads=a.torch_threads,
-                       braindecode=not a.no_braindecode, sections=a.sections)
+                       braindecode=not a.no_braindecode, sections=a.sections, main_job=a.main_job,
+                       main_job_args=tuple(a.main_job_args))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ from .scale import scale_fit
 from .stats import Measurement, ratio
 
 SCHEMA = "seizure-lightning-bench/1"
-SECTIONS = ("cache", "scale", "loader", "models", "inference", "training")
+SECTIONS = ("cache", "scale", "loader", "models", "inference", "training", "main_job")
 
 #: Targets the project sets itself (not timed tests): name -> (description, threshold, direction).
 TARGETS = {
@@ -32,6 +32,7 @@ TARGETS = {
     "lsn_pruned_macs": ("LSN pruned (whole filters) MACs / dense MACs", 0.5, "<="),
     "lsn_pruned_speed": ("LSN pruned (whole filters) / dense windows/s, PyTorch", 1.0, ">="),
     "lsn_pruned_speed_onnx": ("LSN pruned (whole filters) / dense windows/s, ONNX Runtime", 1.0, ">="),
+    "main_job_minutes": ("make experiment NAME=chb_loso wall time, minutes", 10.0, "<="),
 }
 
 #: The pruned LightSeizureNet row the pruning targets read (see ``bench.models.our_models``).
@@ -75,6 +76,9 @@ class BenchConfig:
         Run the braindecode side (False: ours only; ratios are then null).
     sections : tuple of str
         Which of :data:`SECTIONS` to run.
+    main_job, main_job_args : str, tuple of str
+        The study the ``main_job`` section runs as a user would (``make experiment NAME=...``),
+        with the project's default corpus and cache folders, into ``<work>/runs``.
     """
 
     work: str = "bench/work"
@@ -96,6 +100,8 @@ class BenchConfig:
     torch_threads: int | None = None
     braindecode: bool = True
     sections: tuple[str, ...] = SECTIONS
+    main_job: str = "chb_loso"
+    main_job_args: tuple[str, ...] = ()
     preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
 
     def __post_init__(self):
@@ -391,6 +397,15 @@ class Bench:
                                     "cpu": {k: lsn[k] for k in ("batch_size", "steps_per_repeat", "windows_per_s")},
                                     "rows": rows, "gpu": None, "gpu_note": GPU_NOTE}
 
+    def section_main_job(self) -> None:
+        from .main_job import run_main_job
+
+        _log(f"main job: python -m experiments run {self.cfg.main_job} (a whole study, minutes)")
+        res = run_main_job(self.cfg.main_job, (self.work / "runs").resolve(), tuple(self.cfg.main_job_args))
+        res["run_dir"] = _display_path(res["run_dir"])
+        _log(f"main job: {res['minutes']:.1f} min")
+        self.results["main_job"] = res
+
     # -- whole run ------------------------------------------------------------------------
     def targets(self) -> list[dict]:
         res = self.results
@@ -415,6 +430,8 @@ class Bench:
         for row in res.get("model_cost", {}).get("rows", []):
             if row["model"] == pruned:
                 values["lsn_pruned_macs"] = row.get("macs_vs_dense")
+        if "main_job" in res:
+            values["main_job_minutes"] = res["main_job"]["minutes"]
         out = []
         for name, (what, threshold, op) in TARGETS.items():
             v = values[name]

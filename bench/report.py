@@ -139,6 +139,26 @@ def render_markdown(res: dict) -> str:
         lines += _table(["model", "source", "windows/s", "LSN dense / this"], rows)
         lines += ["", f"GPU: {tr['gpu'] if tr.get('gpu') is not None else tr.get('gpu_note', 'not measured')}.", ""]
 
+    mj = res.get("main_job")
+    if mj:
+        from .main_job import STAGES
+
+        lines += ["## The main job", "",
+                  f"`{mj['command']}` as a user runs it ({mj['folds']} folds; the corpus and cache "
+                  f"{'already existed' if mj['corpus_existed'] else 'were written by this run'}): "
+                  f"**{mj['minutes']:.1f} min**. Where the time went (seconds, summed over folds; panels are "
+                  f"drawn inside training and prediction: {_num(mj.get('panels_s'), 0)} s):", ""]
+        labels = dict(STAGES)
+        stages = mj["stages"]
+        rows = [[labels.get(k, "start-up, imports, other"), _num(v, 0),
+                 "n/a" if v is None else f"{100 * v / mj['wall_s']:.0f} %"] for k, v in stages.items()]
+        lines += _table(["stage", "seconds", "share"], rows)
+        f1 = {m: v for m, v in (mj.get("event_f1") or {}).items() if v}
+        if f1:
+            lines += ["", "Its event F1 (mean over patients [95 % CI]): " + "; ".join(
+                f"{m} {v['mean']:.2f} [{v['lo']:.2f}, {v['hi']:.2f}]" for m, v in f1.items()) + "."]
+        lines.append("")
+
     tg = res.get("targets")
     if tg:
         lines += ["## Targets", ""]

@@ -37,7 +37,9 @@ def tiny_run(tmp_path_factory):
     cfg = BenchConfig(work=str(base / "work"), out=str(base / "out"), hours=0.1, recording_minutes=3.0,
                       repeats=1, scale_factors=(1, 2), braindecode_scale_factors=(), scale_repeats=1,
                       batch_size=16, loader_workers=(0, 2), loader_seconds=0.1, inference_seconds=0.02,
-                      szloc_batch=1, train_steps=1, braindecode=False)
+                      szloc_batch=1, train_steps=1, braindecode=False, main_job="smoke",
+                      main_job_args=(f"synthetic.root={base / 'smoke_corpus'}", f"cache_dir={base / 'smoke_cache'}",
+                                     "folds=[chb01]", "trainer.max_epochs=1", "wandb=null"))
     res = run_bench(cfg)
     return cfg, res, base
 
@@ -47,7 +49,7 @@ def test_run_writes_results_with_the_documented_schema(tiny_run):
     on_disk = json.loads((base / "out" / "results.json").read_text())
     assert on_disk["schema"] == SCHEMA
     assert set(on_disk) >= {"created", "machine", "config", "corpus", "cache_build", "scale", "loader",
-                            "model_cost", "inference", "training", "targets", "total_s"}
+                            "model_cost", "inference", "training", "main_job", "targets", "total_s"}
     assert on_disk["machine"]["device"] == "cpu" and on_disk["machine"]["gpu"] is None
     assert on_disk["machine"]["braindecode"] is None
     assert on_disk["corpus"]["n_recordings"] == 2 and on_disk["corpus"]["n_file_channels"] == 23
@@ -55,7 +57,7 @@ def test_run_writes_results_with_the_documented_schema(tiny_run):
     md = (base / "out" / "results.md").read_text()
     assert md == render_markdown(on_disk)
     for heading in ("## Cache build", "## Scale", "## Loader", "## Model cost", "## Inference",
-                    "## Training step", "## Targets"):
+                    "## Training step", "## The main job", "## Targets"):
         assert heading in md
 
 
@@ -269,3 +271,20 @@ def test_training_throughput_leaves_the_models_as_they_were():
     assert all(len(r["windows_per_s"]["values"]) == 2 for r in rows)
     assert not model.training
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_main_job_is_timed_from_outside_with_where_its_time_went(tiny_run):
+    _, res, base = tiny_run
+    mj = res["main_job"]
+    assert mj["name"] == "smoke" and mj["folds"] == 1 and mj["corpus_existed"] is False
+    stages = mj["stages"]
+    assert set(stages) == {"data_s", "fit_s", "predict_s", "scoring_s", "baselines_s", "localization_s",
+                           "saving_s", "report_s", "startup_and_other_s"}
+    assert stages["fit_s"] > 0 and stages["data_s"] > 0 and stages["report_s"] > 0
+    # the stages add up to the wall time measured from outside (the rest is start-up and imports)
+    assert sum(stages.values()) == pytest.approx(mj["wall_s"], abs=0.5)
+    assert mj["minutes"] == pytest.approx(mj["wall_s"] / 60, abs=0.01)
+    assert set(mj["event_f1"]) >= {"lsn", "line_length"}
+    target = next(t for t in res["targets"] if t["name"] == "main_job_minutes")
+    assert target["value"] == mj["minutes"] and target["met"] is True
+    assert (Path(mj["run_dir"]) / "summary.json").is_file() or (Path.cwd() / mj["run_dir"] / "summary.json").is_file()
