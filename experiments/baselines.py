@@ -37,17 +37,38 @@ def to_score(probability: float) -> float:
     return float(np.sqrt(probability / (1.0 - probability)))
 
 
+#: Scores of recordings already scored in this process: a validation patient of one fold is a
+#: validation or test patient of the next, and its scores do not change (keyed by the rule's
+#: parameters and the cache file's identity; a few floats per window).
+_SCORED: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+_SCORED_MAX = 512
+
+
 def scorer_windows(scorer, recordings) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{recording_id: (start_s, probability)}`` of every whole window of each cached recording."""
+    import os
+
     from datamodules.cache import read_signal
 
     out = {}
     for rec in recordings:
         if not getattr(rec, "h5_path", None):  # not in the cache: no window, no detection
             continue
-        x = read_signal(rec.h5_path, rec.recording_id)
-        starts = scorer.window_starts(x.shape[1])
-        out[rec.recording_id] = (starts / rec.sfreq, to_probability(scorer.score_recording(x)))
+        st = os.stat(rec.h5_path)
+        key = (type(scorer).__qualname__, tuple(sorted(vars(scorer).items())), os.path.abspath(rec.h5_path),
+               st.st_mtime_ns, st.st_size, rec.recording_id, float(rec.sfreq))
+        try:
+            hit = _SCORED.get(key)
+        except TypeError:  # a rule with unhashable parameters is scored every time
+            key, hit = None, None
+        if hit is None:
+            x = read_signal(rec.h5_path, rec.recording_id)
+            hit = (scorer.window_starts(x.shape[1]) / rec.sfreq, to_probability(scorer.score_recording(x)))
+            if key is not None:
+                if len(_SCORED) >= _SCORED_MAX:
+                    _SCORED.pop(next(iter(_SCORED)))
+                _SCORED[key] = hit
+        out[rec.recording_id] = (hit[0].copy(), hit[1].copy())
     return out
 
 

@@ -108,3 +108,37 @@ def test_localization_chance():
     assert localization_chance(np.zeros(18)) == 0.0
     with pytest.raises(ValueError):
         localization_chance([])
+
+
+def test_scorer_windows_reuses_a_recordings_scores_only_while_rule_and_file_are_the_same(tiny_corpus, tmp_path):
+    """A validation patient of one fold is scored again in the next: the second time is read
+    from memory, unless the rule's parameters or the cache file changed."""
+    import os
+
+    from datamodules.datamodule import LOSODataModule
+    from experiments import baselines as bl
+    from lightning_modules.baselines import LineLengthDetector
+
+    root, _ = tiny_corpus
+    dm = LOSODataModule(str(root), "chb01", cache_dir=str(tmp_path), val_patients=1, progress=False)
+    dm.setup("fit")
+    recs = dm.split_recordings("val")
+    calls = []
+    rule = LineLengthDetector(18, 512, 256.0)
+    real = rule.score_recording
+    rule.score_recording = lambda x: calls.append(1) or real(x)
+    bl._SCORED.clear()
+    first = bl.scorer_windows(rule, recs)
+    again = bl.scorer_windows(rule, recs)
+    assert len(calls) == len(recs)
+    for rid in first:
+        np.testing.assert_array_equal(first[rid][1], again[rid][1])
+    again[recs[0].recording_id][1][:] = -1  # callers own their arrays
+    assert (bl.scorer_windows(rule, recs)[recs[0].recording_id][1] >= 0).all()
+    other = LineLengthDetector(18, 512, 256.0, top_k=3)
+    other.score_recording = lambda x: calls.append(1) or LineLengthDetector.score_recording(other, x)
+    bl.scorer_windows(other, recs)
+    assert len(calls) == 2 * len(recs)
+    os.utime(recs[0].h5_path, ns=(1, 1))  # the cache file was rewritten
+    bl.scorer_windows(rule, recs[:1])
+    assert len(calls) == 2 * len(recs) + 1
