@@ -186,8 +186,8 @@ def test_make_quotes_every_variable(tmp_path):
 def test_another_target_starts_its_section_afresh():
     """chb_loso's YAML sets model.pooling for LSN; switching model._target_ drops what was written
     for the old target (as switching a Hydra config group does), naming the same target keeps it."""
-    assert load_config("chb_loso", env={}).model.pooling == "attention"
-    assert load_config("chb_loso", ["model._target_=lsn"], env={}).model.pooling == "attention"
+    assert load_config("chb_loso", env={}).model.pooling == "lse"
+    assert load_config("chb_loso", ["model._target_=lsn"], env={}).model.pooling == "lse"
     other = load_config("chb_loso", ["model._target_=line_length"], env={})
     assert other.model._target_ == "line_length" and "pooling" not in other.model
     # keys given after the switch apply to the new target
