@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from .events import read_events_tsv
 from .run_folder import ERROR_FILE, RunFolder
-from .summary import compare, compare_localization, localization_summary, method_summary
+from .summary import chance_verdict, compare, compare_localization, localization_summary, method_summary
 
 COLUMNS = ("sensitivity", "precision", "f1", "fp_per_24h")
 FA_POINTS = (1.0, 5.0)
@@ -63,6 +63,7 @@ def summarize_folds(metrics: list[dict], n_boot: int = 2000) -> dict:
     unscored = [dict(u, patient=m["patient"]) for m in metrics for u in m.get("unscored_recordings", [])]
     return {
         "model": model, "methods": methods, "comparison": compare(methods, model, n_boot=n_boot) if model else {},
+        "chance_verdict": chance_verdict(methods[model], model) if model in methods else None,
         "localization": loc,
         "localization_comparison": compare_localization(loc, model, n_boot=n_boot) if model else {},
         "clip_localization": clip, "unscored_recordings": unscored,
@@ -165,6 +166,8 @@ def summary_markdown(s: dict) -> str:
         lines += ["", "Event scores are means over held-out patients (SzCORE, NaN skipped) with 95 % bootstrap "
                   "intervals over patients; false alarms are pooled, with the exact Poisson 95 % upper bound; "
                   "sensitivity at a false-alarm rate is read off each patient's threshold-free curve.", ""]
+        if s.get("chance_verdict"):
+            lines.append(f"- **{s['chance_verdict']}**.")
         for c in s.get("comparison", {}).values():
             d = c["f1_difference"]
             lines.append(f"- **{c['verdict']}**: event F1 difference {_fmt(d['value'], 2)} "

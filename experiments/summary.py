@@ -189,6 +189,22 @@ def compare(methods: dict, model: str, n_boot: int = 2000, seed: int = 0) -> dic
     return out
 
 
+def chance_verdict(method: dict, name: str) -> str | None:
+    """Whether the method's mean event F1 rises above the 97.5 % point of its own detections placed
+    at random: a detector that flags most of every recording finds seizures by coverage alone, and
+    beating a baseline then shows nothing."""
+    f1 = method.get("aggregate", {}).get("event", {}).get("mean_over_patients", {}).get("f1", {}).get("mean")
+    hi = (method.get("chance") or {}).get("f1", {}).get("hi")
+    if f1 is None or hi is None or not (np.isfinite(f1) and np.isfinite(hi)):
+        return None
+    if f1 > hi:
+        return (f"{name} is above its chance level (event F1 {f1:.2f} > {hi:.2f}, the 97.5 % point of its "
+                f"detections placed at random)")
+    return (f"{name} is NOT above its chance level (event F1 {f1:.2f} <= {hi:.2f}, the 97.5 % point of its "
+            f"detections placed at random): its detections find seizures no more often than chance placement "
+            f"would, so no comparison below shows anything")
+
+
 def verdict(lo: float, hi: float, a: str, b: str) -> str:
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return f"{a} vs {b}: too few patients to tell"

@@ -169,3 +169,16 @@ def test_localization_summary_patient_level():
     r = loc["methods"]["m"]
     assert r["top1"] == pytest.approx(2 / 3) and r["per_patient_top1"] == {"p1": 1.0, "p2": 0.0}
     assert r["patient_top1"] == 0.5 and loc["n_patients"] == 2
+
+
+def test_a_detector_no_better_than_its_detections_placed_at_random_is_called_so():
+    from experiments.summary import chance_verdict
+
+    def method(f1, chance_hi):
+        return {"aggregate": {"event": {"mean_over_patients": {"f1": {"mean": f1}}}},
+                "chance": {"f1": {"mean": chance_hi - 0.02, "lo": 0.0, "hi": chance_hi}}}
+
+    assert "NOT above its chance level" in chance_verdict(method(0.41, 0.42), "lsn")
+    assert "NOT above" in chance_verdict(method(0.42, 0.42), "lsn")
+    assert chance_verdict(method(0.59, 0.26), "lsn").startswith("lsn is above its chance level")
+    assert chance_verdict({"aggregate": {}, "chance": {}}, "lsn") is None
