@@ -48,7 +48,7 @@ def loso_split(patients: list[str], test_patient: str, val_patients: int | list[
 def recording_folds(recordings, usable: set[str] | None = None) -> list[str]:
     """The folds of a patient-specific study: every seizure-bearing recording whose patient has
     another seizure-bearing recording to train on (``usable``: the recording ids in the cache;
-    None: all). In recording order."""
+    None: all), sorted by recording id."""
     usable_recs = [r for r in recordings if r.annotated and (usable is None or r.recording_id in usable)]
     bearing: dict[str, list[str]] = {}
     for r in usable_recs:
