@@ -10,10 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+from experiments.report import FOLD_STAGES
+
 #: Stages of a study, in the order they happen, as summary.json's timing names them.
-STAGES = (("data_s", "corpus + cache"), ("fit_s", "training"), ("predict_s", "prediction"),
-          ("scoring_s", "thresholds + scoring"), ("baselines_s", "baselines"), ("localization_s", "localization"),
-          ("saving_s", "saving"), ("report_s", "summary + report"))
+STAGES = (("data_s", "corpus + cache"), *FOLD_STAGES.items(), ("report_s", "summary + report"))
 
 
 def run_main_job(name: str, runs_dir: Path, args: tuple[str, ...] = (), timeout_s: float = 3600.0) -> dict:
@@ -37,7 +37,7 @@ def run_main_job(name: str, runs_dir: Path, args: tuple[str, ...] = (), timeout_
     summary = json.loads((Path(runs_dir) / name / run_id / "summary.json").read_text())
     timing = summary.get("timing") or {}
     folds = timing.get("folds") or {}
-    stages = {"data_s": timing.get("data_s"), **{k: folds.get(k) for k, _ in STAGES[1:-1]},
+    stages = {"data_s": timing.get("data_s"), **{k: folds.get(k) for k in FOLD_STAGES},
               "report_s": timing.get("report_s")}
     known = sum(v for v in stages.values() if v is not None)
     stages["startup_and_other_s"] = round(max(wall - known, 0.0), 1)
@@ -51,5 +51,5 @@ def run_main_job(name: str, runs_dir: Path, args: tuple[str, ...] = (), timeout_
     return {"name": name, "command": " ".join(["python", "-m", "experiments", "run", name, *args]),
             "wall_s": round(wall, 1), "minutes": round(wall / 60, 2), "corpus_existed": corpus_existed,
             "stages": stages, "panels_s": folds.get("panels_s"), "folds": len(summary.get("folds_ok", [])),
-            "epochs": summary.get("epochs"), "model": model,
+            "model": model,
             "event_f1": {m: f1(m) for m in methods}, "run_dir": str(Path(runs_dir) / name / run_id)}

@@ -17,6 +17,10 @@ from .run_folder import ERROR_FILE, RunFolder
 from .summary import chance_verdict, compare, compare_localization, localization_summary, method_summary
 
 COLUMNS = ("sensitivity", "precision", "f1", "fp_per_24h")
+#: The stages of a fold, in order, as each fold's metrics ``timing`` names them (panels are drawn
+#: inside training and prediction and reported apart).
+FOLD_STAGES = {"fit_s": "training", "predict_s": "prediction", "scoring_s": "thresholds and scoring",
+               "baselines_s": "baselines", "localization_s": "localization", "saving_s": "saving"}
 FA_POINTS = (1.0, 5.0)
 
 
@@ -130,9 +134,7 @@ def summary_markdown(s: dict) -> str:
         lines.append(f"Wall time: {s['wall_seconds'] / 60:.1f} min{detail}")
         f = t.get("folds") or {}
         if f:
-            names = {"fit_s": "fit", "predict_s": "prediction", "scoring_s": "thresholds and scoring",
-                     "baselines_s": "baselines", "localization_s": "localization", "saving_s": "saving",
-                     "panels_s": "panels (drawn inside fit and prediction)"}
+            names = {**FOLD_STAGES, "panels_s": "panels (drawn inside training and prediction)"}
             lines.append("Summed over folds: " + ", ".join(f"{label} {f[k]:.0f} s" for k, label in names.items()
                                                           if k in f) + ".")
     if head:

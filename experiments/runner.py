@@ -523,8 +523,9 @@ def _evaluate(cfg: DictConfig, fold: str, fold_dir: Path, dm, module, trainer, r
     else:
         metrics["model"] = {"name": name, "params": 0, "macs_per_input": 0}
     clock.lap("saving_s")
-    panels_s = sum(getattr(cb, "seconds", 0.0) for cb in info.get("callbacks", []) if type(cb).__name__ ==
-                   "ActivationMapLogger")
+    from callbacks.activation_maps import ActivationMapLogger
+
+    panels_s = sum(cb.seconds for cb in info.get("callbacks", []) if isinstance(cb, ActivationMapLogger))
     # the panels of held-out seizures are drawn during trainer.test (inside "predict"), the
     # validation ones during training; both are reported apart
     metrics["timing"] = {"fit_s": float(info.get("fit_seconds", 0.0)), **clock.laps, "panels_s": round(panels_s, 1)}
