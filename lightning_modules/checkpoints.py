@@ -33,6 +33,27 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used, in one sentence naming the file."""
 
 
+class SelfDescribing:
+    """Mixin of this project's LightningModules: save the spec, load through the allow-list.
+
+    ``on_save_checkpoint`` writes :func:`describe` under :data:`SPEC_KEY`; Lightning's
+    ``load_from_checkpoint`` (which would unpickle hyper-parameters) is replaced by
+    :func:`load_module`: ``weights_only`` loading, classes from the allow-list only.
+    """
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[SPEC_KEY] = describe(self)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None,
+                             **kwargs):
+        """The module of a checkpoint, rebuilt safely (:func:`load_module`)."""
+        module = load_module(checkpoint_path)
+        if not isinstance(module, cls):
+            raise CheckpointError(f"{checkpoint_path} holds a {type(module).__name__}, not a {cls.__name__}")
+        return module if map_location is None else module.to(map_location)
+
+
 def plain(value: Any) -> Any:
     """Only what ``weights_only`` loading accepts and a reader understands: dict, list, str,
     int, float, bool, None (tuples become lists, numpy scalars numbers, paths strings)."""

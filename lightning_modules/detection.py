@@ -26,13 +26,13 @@ from torchmetrics.classification import (
 )
 
 from lightning_modules.activation_maps import ActivationMaps
-from lightning_modules.checkpoints import SPEC_KEY, CheckpointError, describe, load_module
+from lightning_modules.checkpoints import SelfDescribing
 from lightning_modules.losses import DetectionLoss, seizure_logit
 from lightning_modules.lsn import dominant_frequency, frequency_track
 from lightning_modules.schedules import check_optimizer_args, configure_schedule
 
 
-class SeizureDetectionModule(pl.LightningModule):
+class SeizureDetectionModule(SelfDescribing, pl.LightningModule):
     """Train, validate, test and predict a window-level seizure detector.
 
     Parameters
@@ -202,20 +202,6 @@ class SeizureDetectionModule(pl.LightningModule):
         return configure_schedule(opt, hp.scheduler, self.trainer.estimated_stepping_batches, lr=hp.lr,
                                   warmup_frac=hp.warmup_frac, min_lr_ratio=hp.min_lr_ratio,
                                   pct_start=hp.pct_start)
-
-    # -- checkpoints --------------------------------------------------------------------------
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[SPEC_KEY] = describe(self)
-
-    @classmethod
-    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None,
-                             **kwargs):
-        """The module of a checkpoint, rebuilt safely (:func:`lightning_modules.checkpoints.load_module`:
-        ``weights_only`` loading, classes from the allow-list only)."""
-        module = load_module(checkpoint_path)
-        if not isinstance(module, cls):
-            raise CheckpointError(f"{checkpoint_path} holds a {type(module).__name__}, not a {cls.__name__}")
-        return module if map_location is None else module.to(map_location)
 
     # -- activation maps (ECAM panels) ------------------------------------------------------
     @torch.no_grad()

@@ -36,7 +36,7 @@ from torchmetrics.utilities import dim_zero_cat
 from eeg.head import electrode_positions
 from eeg.montage import DOUBLE_BANANA, channel_electrodes
 from lightning_modules.activation_maps import ActivationMaps
-from lightning_modules.checkpoints import SPEC_KEY, CheckpointError, describe, load_module
+from lightning_modules.checkpoints import SelfDescribing
 from lightning_modules.schedules import check_optimizer_args, configure_schedule
 from lightning_modules.szloc_losses import SZLocLoss, SZLocLossWeights
 
@@ -130,7 +130,7 @@ class LocalizationAccuracy(Metric):
         }
 
 
-class SeizureLocalizationModule(pl.LightningModule):
+class SeizureLocalizationModule(SelfDescribing, pl.LightningModule):
     """Train, validate, test and predict SZLoc (or any model with its output contract).
 
     Parameters
@@ -316,19 +316,6 @@ class SeizureLocalizationModule(pl.LightningModule):
         opt = torch.optim.AdamW(self.model.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
         return configure_schedule(opt, hp.scheduler, self.trainer.estimated_stepping_batches, lr=hp.lr,
                                   warmup_frac=hp.warmup_frac, min_lr_ratio=hp.min_lr_ratio)
-
-    # -- checkpoints --------------------------------------------------------------------------
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[SPEC_KEY] = describe(self)
-
-    @classmethod
-    def load_from_checkpoint(cls, checkpoint_path, map_location=None, hparams_file=None, strict=None,
-                             **kwargs):
-        """The module of a checkpoint, rebuilt safely (:func:`lightning_modules.checkpoints.load_module`)."""
-        module = load_module(checkpoint_path)
-        if not isinstance(module, cls):
-            raise CheckpointError(f"{checkpoint_path} holds a {type(module).__name__}, not a {cls.__name__}")
-        return module if map_location is None else module.to(map_location)
 
     # -- onset-map panels -------------------------------------------------------------------
     @torch.no_grad()
