@@ -109,12 +109,14 @@ def _timing(metrics: list[dict], wall_seconds: float | None, data_seconds: float
     fit = sum(float(m.get("fit_seconds") or 0.0) for m in metrics)
     total = sum(float(m.get("total_seconds") or 0.0) for m in metrics)
     parts: dict[str, float] = {}
-    for m in metrics:  # per-fold breakdown (fit, predict, scoring, baselines, localization, saving, panels)
-        for k, v in (m.get("timing") or {}).items():
+    timed = [m for m in metrics if m.get("timing")]  # folds written before the breakdown existed have none
+    for m in timed:  # per-fold breakdown (fit, predict, scoring, baselines, localization, saving, panels)
+        for k, v in m["timing"].items():
             parts[k] = round(parts.get(k, 0.0) + float(v), 1)
     return {"data_s": None if data_seconds is None else round(data_seconds, 1), "training_s": round(fit, 1),
             "evaluation_s": round(max(total - fit, 0.0), 1),
-            "wall_s": None if wall_seconds is None else round(wall_seconds, 1), "folds": parts}
+            "wall_s": None if wall_seconds is None else round(wall_seconds, 1), "folds": parts,
+            "folds_timed": len(timed), "folds_total": len(metrics)}
 
 
 # -- markdown ------------------------------------------------------------------------------------
@@ -130,13 +132,18 @@ def summary_markdown(s: dict) -> str:
         t = s.get("timing") or {}
         parts = [f"{k} {t[k + '_s'] / 60:.1f} min" for k in ("data", "training", "evaluation")
                  if t.get(k + "_s") is not None]
-        detail = f" ({', '.join(parts)}; folds of earlier attempts count too)." if parts else "."
-        lines.append(f"Wall time: {s['wall_seconds'] / 60:.1f} min{detail}")
+        detail = (f" Summed over its folds, earlier invocations of a resumed run included: {', '.join(parts)}."
+                  if parts else "")
+        w = s["wall_seconds"]
+        lines.append(f"Wall time of this invocation: {f'{w / 60:.1f} min' if w >= 60 else f'{w:.0f} s'}.{detail}")
         f = t.get("folds") or {}
         if f:
             names = {**FOLD_STAGES, "panels_s": "panels (drawn inside training and prediction)"}
-            lines.append("Summed over folds: " + ", ".join(f"{label} {f[k]:.0f} s" for k, label in names.items()
-                                                          if k in f) + ".")
+            n, of = t.get("folds_timed"), t.get("folds_total")
+            partial = n is not None and of is not None and n < of
+            which = f"the {n} of {of} folds that record stages" if partial else "folds"
+            lines.append(f"Summed over {which}: " + ", ".join(f"{label} {f[k]:.0f} s" for k, label in names.items()
+                                                              if k in f) + ".")
     if head:
         n_patients = len(methods.get(model, {}).get("per_patient", {})) or len(s["folds_ok"])
         held_out = (f"{n_patients} held-out patients" if n_patients == len(s["folds_ok"])

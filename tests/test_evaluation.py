@@ -182,3 +182,25 @@ def test_a_detector_no_better_than_its_detections_placed_at_random_is_called_so(
     assert "NOT above" in chance_verdict(method(0.42, 0.42), "lsn")
     assert chance_verdict(method(0.59, 0.26), "lsn").startswith("lsn is above its chance level")
     assert chance_verdict({"aggregate": {}, "chance": {}}, "lsn") is None
+
+
+def test_timing_says_which_folds_record_their_stages():
+    # a resumed run whose first fold was written before the stage breakdown existed: the stage
+    # sums cover only the folds that have one, and the text says so instead of passing them off
+    # as the whole study's
+    from experiments.report import _timing, summary_markdown
+
+    old = {"fit_seconds": 300.0, "total_seconds": 330.0}
+    new = {"fit_seconds": 100.0, "total_seconds": 120.0, "timing": {"fit_s": 100.0, "predict_s": 15.0}}
+    t = _timing([old, new], wall_seconds=130.0, data_seconds=2.0)
+    assert t["training_s"] == 400.0 and t["evaluation_s"] == 50.0
+    assert t["folds"] == {"fit_s": 100.0, "predict_s": 15.0} and (t["folds_timed"], t["folds_total"]) == (1, 2)
+    text = summary_markdown({"name": "s", "run_id": "r", "wall_seconds": 130.0, "timing": t, "folds_ok": [],
+                             "folds_failed": []})
+    assert "Wall time of this invocation: 2.2 min. Summed over its folds" in text
+    assert "training 6.7 min" in text
+    assert "Summed over the 1 of 2 folds that record stages: training 100 s, prediction 15 s." in text
+    t_all = _timing([new, new], wall_seconds=25.0, data_seconds=0.0)
+    text = summary_markdown({"name": "s", "run_id": "r", "wall_seconds": 25.0, "timing": t_all, "folds_ok": [],
+                             "folds_failed": []})
+    assert "Wall time of this invocation: 25 s." in text and "Summed over folds: training 200 s" in text
