@@ -450,8 +450,33 @@ def log_summary_to_wandb(cfg: DictConfig, run_dir: Path, s: dict) -> None:
     run.finish()
 
 
+def _seed_averaged(per_seed: dict[int, dict]) -> tuple[dict, dict]:
+    """Each method's per-patient event F1 and localization top-1, averaged over the seeds (NaN
+    skipped), in the shapes :func:`compare` and :func:`compare_localization` read: a patient stays
+    the unit of the bootstrap, and seeds only steady each patient's value."""
+    runs = list(per_seed.values())
+
+    def mean(values):
+        v = [x for x in values if x is not None and np.isfinite(x)]
+        return float(np.mean(v)) if v else float("nan")
+
+    methods = {}
+    for name in set.intersection(*(set(r.get("methods", {})) for r in runs)):
+        pats = set.intersection(*(set(r["methods"][name].get("per_patient", {})) for r in runs))
+        methods[name] = {"per_patient": {p: {"event": {"f1": mean(
+            [r["methods"][name]["per_patient"][p]["event"]["f1"] for r in runs])}} for p in sorted(pats)}}
+    locs = [(r.get("localization") or {}).get("methods", {}) for r in runs]
+    loc = {"methods": {}}
+    for name in set.intersection(*(set(m) for m in locs)):
+        pats = set.intersection(*(set(m[name].get("per_patient_top1", {})) for m in locs))
+        loc["methods"][name] = {"per_patient_top1": {p: mean([m[name]["per_patient_top1"][p] for m in locs])
+                                                     for p in sorted(pats)}}
+    return methods, loc
+
+
 def aggregate_seeds(out_dir: Path, runs: list[Path], seeds: list[int]) -> str:
-    """Spread across seeds of each method's headline numbers: ``seeds_summary.json`` and
+    """Spread across seeds of each method's headline numbers, and the model beside its baselines
+    at each seed and averaged over seeds (paired over patients): ``seeds_summary.json`` and
     ``seeds_summary.md`` in ``out_dir``."""
     per_seed = {}
     for seed, run in zip(seeds, runs):
@@ -475,16 +500,48 @@ def aggregate_seeds(out_dir: Path, runs: list[Path], seeds: list[int]) -> str:
     spread = {name: {k: {"values": v, "mean": float(np.nanmean(v)), "sd": float(np.nanstd(v)),
                          "min": float(np.nanmin(v)), "max": float(np.nanmax(v))} for k, v in r.items() if v}
               for name, r in rows.items()}
+    model = next((s.get("model") for s in per_seed.values() if s.get("model")), None)
+    averaged: dict = {}
+    if model and per_seed:
+        methods, loc = _seed_averaged(per_seed)
+        averaged = {"comparison": compare(methods, model), "localization_comparison": compare_localization(loc, model)}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "seeds_summary.json").write_text(json.dumps({"seeds": list(per_seed), "runs": [str(r) for r in runs],
-                                                            "methods": spread}, indent=1))
+                                                            "methods": spread, "model": model,
+                                                            "seed_averaged": averaged}, indent=1))
     lines = [f"# {out_dir.parent.name} / {out_dir.name}: {len(per_seed)} seeds ({', '.join(map(str, per_seed))})",
-             "", "Mean ± sd across seeds [min, max]; each seed's run folder holds its full summary.", "",
+             "", "Mean ± sd across seeds [min, max]; each seed's run folder holds its full summary. A seed sets the "
+             "network's initialization, the training windows drawn each epoch and the validation patients of each "
+             "fold (so the baselines' thresholds move too).", "",
              "| method | measure | mean ± sd | range |", "|---|---|---|---|"]
     for name, r in spread.items():
         for k, v in r.items():
             lines.append(f"| {name} | {k} | {_fmt(v['mean'], 3)} ± {_fmt(v['sd'], 3)} | "
                          f"[{_fmt(v['min'], 3)}, {_fmt(v['max'], 3)}] |")
+    if averaged:
+        lines += ["", f"## {model} beside its baselines at each seed and averaged over seeds", "",
+                  "Paired differences over patients, 95 % bootstrap intervals; the average takes each patient's "
+                  "mean over seeds, so the patient stays the unit.", "",
+                  "| against | measure | " + " | ".join(f"seed {k}" for k in per_seed) + " | seed-averaged |",
+                  "|---|---|" + "---|" * (len(per_seed) + 1)]
+        for key, label, measure in (("comparison", "f1_difference", "event F1"),
+                                    ("localization_comparison", "top1_difference", "top-1 in SOZ")):
+            for other, c in averaged[key].items():
+                cells = []
+                for s in per_seed.values():
+                    d = (s.get(key) or {}).get(other, {}).get(label)
+                    cells.append(_interval(d) if d else "n/a")
+                lines.append(f"| {other} | {measure} minus | " + " | ".join(cells) + f" | {_interval(c[label])} |")
+        lines += ["", *(f"- {c['verdict']} ({measure}, averaged over seeds)"
+                        for key, measure in (("comparison", "detection"), ("localization_comparison", "localization"))
+                        for c in averaged[key].values())]
+        verdicts = [f"seed {k}: {s['chance_verdict']}" for k, s in per_seed.items() if s.get("chance_verdict")]
+        if verdicts:
+            lines += ["", "Chance level at each seed:", "", *(f"- {v}" for v in verdicts)]
     text = "\n".join(lines) + "\n"
     (out_dir / "seeds_summary.md").write_text(text)
     return text
+
+
+def _interval(d: dict) -> str:
+    return f"{d['value']:+.2f} [{d['lo']:+.2f}, {d['hi']:+.2f}]"

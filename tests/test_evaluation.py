@@ -204,3 +204,42 @@ def test_timing_says_which_folds_record_their_stages():
     text = summary_markdown({"name": "s", "run_id": "r", "wall_seconds": 25.0, "timing": t_all, "folds_ok": [],
                              "folds_failed": []})
     assert "Wall time of this invocation: 25 s." in text and "Summed over folds: training 200 s" in text
+
+
+def test_seeds_summary_pairs_the_model_with_its_baselines_per_seed_and_averaged(tmp_path):
+    # two seeds of a 3-patient study: each patient's F1 is averaged over the seeds before the
+    # paired bootstrap over patients, so the seed-averaged difference is the mean of the per-seed ones
+    import json
+
+    from experiments.report import aggregate_seeds
+
+    def run(seed, lsn, ll, top1):
+        methods = {name: {"per_patient": {p: {"event": {"f1": f}} for p, f in zip("abc", f1s)},
+                          "aggregate": {"event": {"mean_over_patients": {"f1": {"mean": float(np.mean(f1s))}},
+                                                  "pooled": {"f1": 0.5, "fp_per_24h": 3.0}}},
+                          "window_auroc": {"value": 0.9}}
+                   for name, f1s in (("lsn", lsn), ("line_length", ll))}
+        loc = {"methods": {"lsn": {"top1": float(np.mean(top1)), "per_patient_top1": dict(zip("abc", top1))},
+                           "earliest_rise": {"top1": 0.5, "per_patient_top1": dict(zip("abc", [0.5] * 3))}}}
+        d = tmp_path / f"seed{seed}"
+        d.mkdir()
+        (d / "summary.json").write_text(json.dumps({
+            "model": "lsn", "methods": methods, "localization": loc, "chance_verdict": f"verdict {seed}",
+            "comparison": {"line_length": {"f1_difference": {"value": 0.1, "lo": -0.1, "hi": 0.3}}},
+            "localization_comparison": {}}))
+        return d
+
+    runs = [run(0, [0.8, 0.6, 0.7], [0.2, 0.3, 0.1], [1.0, 0.0, 1.0]),
+            run(1, [0.6, 0.8, 0.7], [0.4, 0.1, 0.3], [1.0, 1.0, 1.0])]
+    text = aggregate_seeds(tmp_path / "agg", runs, [0, 1])
+    out = json.loads((tmp_path / "agg/seeds_summary.json").read_text())
+    c = out["seed_averaged"]["comparison"]["line_length"]
+    assert c["f1_difference"]["value"] == pytest.approx(0.7 - 0.2333333, abs=1e-6)
+    assert c["verdict"] == "lsn beats line_length"
+    top1 = out["seed_averaged"]["localization_comparison"]["earliest_rise"]["top1_difference"]
+    assert top1["value"] == pytest.approx((1.0 + 0.5 + 1.0) / 3 - 0.5)
+    assert out["methods"]["lsn"]["event F1 (mean over patients)"]["values"] == pytest.approx([0.7, 0.7])
+    assert "| line_length | event F1 minus | +0.10 [-0.10, +0.30] | +0.10 [-0.10, +0.30] | +0.47 [" in text
+    assert "| earliest_rise | top-1 in SOZ minus | n/a | n/a | +0.33 [" in text
+    assert "- lsn beats line_length (detection, averaged over seeds)" in text
+    assert "- seed 1: verdict 1" in text

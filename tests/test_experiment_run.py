@@ -89,6 +89,24 @@ def test_a_failing_fold_is_reported_and_the_others_go_on(tmp_path, monkeypatch):
     assert status["state"] == "failed"
 
 
+def test_seeds_run_the_study_once_per_seed_and_pair_it_with_its_baselines(tmp_path):
+    from experiments.config import load_config
+    from experiments.runner import run_experiment
+
+    cfg = load_config("smoke", [f"synthetic.root={tmp_path / 'corpus'}", f"cache_dir={tmp_path / 'cache'}",
+                                f"runs_dir={tmp_path / 'runs'}", "run_id=sd", "seeds=[3,4]", "trainer.max_epochs=1",
+                                "trainer.min_epochs=1", "folds=[chb01,chb02]", "activation_maps=null",
+                                "wandb=null"], env={})
+    assert run_experiment(cfg) == 0
+    runs = tmp_path / "runs/smoke"
+    assert [json.loads((runs / f"sd-seed{k}/run.json").read_text())["config"]["seed"] for k in (3, 4)] == [3, 4]
+    out = json.loads((runs / "sd/seeds_summary.json").read_text())
+    assert out["seeds"] == [3, 4] and out["model"] == "lsn"
+    assert set(out["seed_averaged"]["comparison"]) == {"line_length"}
+    text = (runs / "sd/seeds_summary.md").read_text()
+    assert "| line_length | event F1 minus | " in text and "(detection, averaged over seeds)" in text
+
+
 # -- slow: the whole smoke study, stopped and resumed -----------------------------------------
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
