@@ -530,8 +530,8 @@ def aggregate_seeds(out_dir: Path, runs: list[Path], seeds: list[int]) -> str:
                 cells = []
                 for s in per_seed.values():
                     d = (s.get(key) or {}).get(other, {}).get(label)
-                    cells.append(_interval(d) if d else "n/a")
-                lines.append(f"| {other} | {measure} minus | " + " | ".join(cells) + f" | {_interval(c[label])} |")
+                    cells.append(_ci(d) if d else "n/a")
+                lines.append(f"| {other} | {measure} minus | " + " | ".join(cells) + f" | {_ci(c[label])} |")
         lines += ["", *(f"- {c['verdict']} ({measure}, averaged over seeds)"
                         for key, measure in (("comparison", "detection"), ("localization_comparison", "localization"))
                         for c in averaged[key].values())]
@@ -541,7 +541,3 @@ def aggregate_seeds(out_dir: Path, runs: list[Path], seeds: list[int]) -> str:
     text = "\n".join(lines) + "\n"
     (out_dir / "seeds_summary.md").write_text(text)
     return text
-
-
-def _interval(d: dict) -> str:
-    return f"{d['value']:+.2f} [{d['lo']:+.2f}, {d['hi']:+.2f}]"

@@ -239,7 +239,7 @@ def test_seeds_summary_pairs_the_model_with_its_baselines_per_seed_and_averaged(
     top1 = out["seed_averaged"]["localization_comparison"]["earliest_rise"]["top1_difference"]
     assert top1["value"] == pytest.approx((1.0 + 0.5 + 1.0) / 3 - 0.5)
     assert out["methods"]["lsn"]["event F1 (mean over patients)"]["values"] == pytest.approx([0.7, 0.7])
-    assert "| line_length | event F1 minus | +0.10 [-0.10, +0.30] | +0.10 [-0.10, +0.30] | +0.47 [" in text
-    assert "| earliest_rise | top-1 in SOZ minus | n/a | n/a | +0.33 [" in text
+    assert "| line_length | event F1 minus | 0.10 [-0.10, 0.30] | 0.10 [-0.10, 0.30] | 0.47 [" in text
+    assert "| earliest_rise | top-1 in SOZ minus | n/a | n/a | 0.33 [" in text
     assert "- lsn beats line_length (detection, averaged over seeds)" in text
     assert "- seed 1: verdict 1" in text
